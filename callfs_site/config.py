@@ -1,0 +1,247 @@
+"""Every CallFS setting, read in one place: environment over defaults.
+
+`load_config()` returns a frozen `Config`; a bad value raises `ImproperlyConfigured` whose message
+names the setting in one line, so entry points can print it and exit without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEV_SECRET_KEY = "callfs-development-secret-key-do-not-use-in-production"  # noqa: S105
+MIN_SECRET_LENGTH = 16
+RESERVED_USERNAMES = frozenset({"root", "internal-proxy"})
+BACKENDS = ("localfs", "s3")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings of one CallFS node."""
+
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    database: dict
+    redis_url: str | None
+    data_dir: Path
+    default_backend: str
+    s3_bucket: str | None
+    s3_endpoint_url: str | None
+    s3_region: str | None
+    s3_access_key: str | None
+    s3_secret_key: str | None
+    node_id: str
+    node_url: str
+    internal_secret: str | None
+    link_secret: str
+    external_url: str | None
+    api_keys: dict[str, str] = field(default_factory=dict)  # key -> username
+    log_format: str = "console"
+    log_level: str = "INFO"
+    max_upload_bytes: int = 10 * 1024**3
+    lock_timeout: float = 30.0
+    umask: int = 0o022
+    metrics_public: bool = False
+
+    def masked(self) -> dict[str, object]:
+        """The settings as printable values, secrets replaced by asterisks."""
+        secret = {"secret_key", "s3_secret_key", "internal_secret", "link_secret"}
+        shown: dict[str, object] = {}
+        for name, value in self.__dict__.items():
+            if name == "api_keys":
+                value = sorted(set(value.values()))  # the users; never the keys
+            elif name == "database":
+                value = {k: ("*" * 8 if k == "PASSWORD" and v else v) for k, v in value.items()
+                         if k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
+            elif name in secret and value:
+                value = "*" * 8
+            shown[name] = value
+        return shown
+
+
+def _fail(setting: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{setting}: {problem}")
+
+
+def _url(env: environ.Env, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+    value = env.str(name, default=default)
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise _fail(name, f"{value!r} is not a {'/'.join(schemes)} URL")
+    return value.rstrip("/")
+
+
+def _int(env: environ.Env, name: str, default: int, minimum: int) -> int:
+    raw = env.str(name, default=str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not an integer") from None
+    if value < minimum:
+        raise _fail(name, f"must be at least {minimum}")
+    return value
+
+
+def _bool(env: environ.Env, name: str, default: bool) -> bool:
+    raw = env.str(name, default="1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise _fail(name, f"{raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _secret(env: environ.Env, name: str, default: str | None = None) -> str | None:
+    value = env.str(name, default=default)
+    if value is None or value == "":
+        return None
+    if len(value) < MIN_SECRET_LENGTH:
+        raise _fail(name, f"must be at least {MIN_SECRET_LENGTH} characters long")
+    return value
+
+
+def _database(env: environ.Env) -> dict:
+    raw = env.str("DATABASE_URL", default="sqlite:///var/callfs.sqlite3")
+    try:
+        db = environ.Env.db_url_config(raw)
+    except Exception as exc:  # django-environ raises several types for a bad URL
+        raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
+    engine = db.get("ENGINE", "")
+    if engine == "django.db.backends.sqlite3":
+        name = db.get("NAME") or ""
+        if name != ":memory:":
+            path = Path(name)
+            path = path if path.is_absolute() else BASE_DIR / path
+            path.parent.mkdir(parents=True, exist_ok=True)  # the embedded default just works
+            db["NAME"] = str(path)
+        db["OPTIONS"] = {
+            # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    elif engine == "django.db.backends.postgresql":
+        if not db.get("NAME"):
+            raise _fail("DATABASE_URL", "names no database")
+        db["CONN_MAX_AGE"] = 60
+        db["CONN_HEALTH_CHECKS"] = True
+    else:
+        raise _fail("DATABASE_URL", f"unsupported database {urlsplit(raw).scheme!r} "
+                    "(use sqlite:/// or postgres://)")
+    return db
+
+
+def _api_keys(env: environ.Env) -> dict[str, str]:
+    """Parse `user:key,key2,...`; a bare key becomes `api-user-<i>` as upstream's api_keys."""
+    raw = env.str("CALLFS_API_KEYS", default="")
+    keys: dict[str, str] = {}
+    positional = 0
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        if ":" in entry:
+            user, key = (s.strip() for s in entry.split(":", 1))
+            if not user or user in RESERVED_USERNAMES or re.fullmatch(r"api-user-\d+", user):
+                raise _fail("CALLFS_API_KEYS", f"user name {user!r} is reserved or empty")
+        else:
+            user, key = f"api-user-{positional}", entry
+            positional += 1
+        if len(key) < MIN_SECRET_LENGTH or key == "default-api-key":
+            raise _fail("CALLFS_API_KEYS", f"the key of {user!r} must be at least "
+                        f"{MIN_SECRET_LENGTH} characters and not a placeholder")
+        if key in keys:
+            raise _fail("CALLFS_API_KEYS", "a key may appear only once")
+        keys[key] = user
+    return keys
+
+
+def load_config(environment: dict[str, str] | None = None) -> Config:
+    """Read and check every setting; raise ImproperlyConfigured naming the first bad one."""
+    env = environ.Env()
+    if environment is not None:
+        env.ENVIRON = environment
+    debug = _bool(env, "DJANGO_DEBUG", False)
+    secret_key = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+    if len(secret_key) < MIN_SECRET_LENGTH:
+        raise _fail("DJANGO_SECRET_KEY", f"must be at least {MIN_SECRET_LENGTH} characters long")
+    allowed_hosts = [h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", default="*").split(",")
+                     if h.strip()]
+
+    default_backend = env.str("CALLFS_DEFAULT_BACKEND", default="localfs")
+    if default_backend not in BACKENDS:
+        raise _fail("CALLFS_DEFAULT_BACKEND", f"{default_backend!r} is not one of {BACKENDS}")
+    s3_bucket = env.str("CALLFS_S3_BUCKET", default="") or None
+    if default_backend == "s3" and not s3_bucket:
+        raise _fail("CALLFS_S3_BUCKET", "must be set when CALLFS_DEFAULT_BACKEND=s3")
+
+    umask_raw = env.str("CALLFS_UMASK", default="022")
+    if not re.fullmatch(r"0?[0-7]{1,3}", umask_raw):
+        raise _fail("CALLFS_UMASK", f"{umask_raw!r} is not an octal umask such as 022")
+
+    link_secret = _secret(env, "CALLFS_LINK_SECRET") or f"link:{secret_key}"
+    internal_secret = _secret(env, "CALLFS_INTERNAL_SECRET")
+    api_keys = _api_keys(env)
+    if internal_secret and internal_secret in api_keys:
+        raise _fail("CALLFS_INTERNAL_SECRET", "must differ from every API key")
+
+    log_format = env.str("CALLFS_LOG_FORMAT", default="console")
+    if log_format not in ("console", "json"):
+        raise _fail("CALLFS_LOG_FORMAT", f"{log_format!r} is not 'console' or 'json'")
+    log_level = env.str("CALLFS_LOG_LEVEL", default="info").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise _fail("CALLFS_LOG_LEVEL", f"{log_level.lower()!r} is not a log level")
+
+    node_id = env.str("CALLFS_NODE_ID", default="") or socket.gethostname()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", node_id):
+        raise _fail("CALLFS_NODE_ID", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+
+    lock_timeout = float(_int(env, "CALLFS_LOCK_TIMEOUT", 30, 1))
+    data_dir = Path(env.str("CALLFS_DATA_DIR", default="var/data"))
+
+    return Config(
+        debug=debug,
+        secret_key=secret_key,
+        allowed_hosts=allowed_hosts,
+        database=_database(env),
+        redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+        data_dir=data_dir if data_dir.is_absolute() else BASE_DIR / data_dir,
+        default_backend=default_backend,
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=_url(env, "CALLFS_S3_ENDPOINT_URL", None, ("http", "https")),
+        s3_region=env.str("CALLFS_S3_REGION", default="") or None,
+        s3_access_key=env.str("CALLFS_S3_ACCESS_KEY", default="") or None,
+        s3_secret_key=env.str("CALLFS_S3_SECRET_KEY", default="") or None,
+        node_id=node_id,
+        node_url=_url(env, "CALLFS_NODE_URL", "http://127.0.0.1:8000", ("http", "https")) or "",
+        internal_secret=internal_secret,
+        link_secret=link_secret,
+        external_url=_url(env, "CALLFS_EXTERNAL_URL", None, ("http", "https")),
+        api_keys=api_keys,
+        log_format=log_format,
+        log_level=log_level,
+        max_upload_bytes=_int(env, "CALLFS_MAX_UPLOAD_BYTES", 10 * 1024**3, 0),
+        lock_timeout=lock_timeout,
+        umask=int(umask_raw, 8),
+        metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
+    )
+
+
+def exit_on_bad_config() -> Config:
+    """Load the config for an entry point; on a bad setting print one line and exit 2."""
+    try:
+        return load_config()
+    except ImproperlyConfigured as exc:
+        print(f"callfs: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,168 @@
+"""One error shape, `{"code": "...", "message": "..."}`, for every failure the server answers.
+
+Errors are raised as `CallFSError` subclasses (each app's `exceptions.py`) and turned into JSON by
+`exception_handler` (DRF views) or `error_response` (plain Django views, 404/500 handlers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpResponse
+from rest_framework import exceptions as drf
+
+logger = logging.getLogger(__name__)
+
+
+class CallFSError(drf.APIException):
+    """Base of every error the API reports; subclasses set status, code and default message."""
+
+    status_code = 500
+    default_code = "INTERNAL_ERROR"
+    default_detail = "an internal error occurred"
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail if detail is not None else self.default_detail, self.default_code)
+        self.extra = extra or {}  # keys merged into the JSON body (the §11.3 conflict object)
+        self.headers = headers or {}  # e.g. Content-Range on a 416
+
+
+class InvalidRequest(CallFSError):
+    status_code = 400
+    default_code = "INVALID_REQUEST"
+    default_detail = "invalid request"
+
+
+class BadRequest(CallFSError):
+    """Upstream's code for PATCH body problems (API.md §7.7)."""
+
+    status_code = 400
+    default_code = "BAD_REQUEST"
+    default_detail = "invalid JSON body"
+
+
+class AuthenticationFailed(CallFSError):
+    status_code = 401
+    default_code = "AUTHENTICATION_FAILED"
+    default_detail = "authentication failed"
+
+
+class PermissionDenied(CallFSError):
+    status_code = 403
+    default_code = "PERMISSION_DENIED"
+    default_detail = "permission denied"
+
+
+class NotFound(CallFSError):
+    status_code = 404
+    default_code = "NOT_FOUND"
+    default_detail = "page not found"
+
+
+class MethodNotAllowed(CallFSError):
+    status_code = 405
+    default_code = "METHOD_NOT_ALLOWED"
+    default_detail = "method not allowed"
+
+
+class RateLimitExceeded(CallFSError):
+    status_code = 429
+    default_code = "RATE_LIMIT_EXCEEDED"
+    default_detail = "Rate limit exceeded"
+
+
+class ServiceUnavailable(CallFSError):
+    status_code = 503
+    default_code = "SERVICE_UNAVAILABLE"
+    default_detail = "a required service is unavailable, try again later"
+
+
+# DRF's own exceptions, mapped to ours so every body uses the spec's codes and texts.
+_DRF_EQUIVALENTS: dict[type[drf.APIException], type[CallFSError]] = {
+    drf.NotAuthenticated: AuthenticationFailed,
+    drf.AuthenticationFailed: AuthenticationFailed,
+    drf.PermissionDenied: PermissionDenied,
+    drf.NotFound: NotFound,
+    drf.MethodNotAllowed: MethodNotAllowed,
+    drf.Throttled: RateLimitExceeded,
+    drf.ParseError: InvalidRequest,
+    drf.UnsupportedMediaType: InvalidRequest,
+    drf.ValidationError: InvalidRequest,
+}
+
+
+def render_error(code: str, message: str, extra: dict[str, Any] | None = None) -> bytes:
+    """The compact JSON body of an error; `extra` keys (e.g. the conflict object) come first."""
+    body = {**(extra or {}), "code": code, "message": message}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_response(code: str, message: str, status: int, **headers: str) -> HttpResponse:
+    """An error answer for code that runs outside DRF (URL handlers, middleware)."""
+    response = HttpResponse(render_error(code, message), status=status,
+                            content_type="application/json")
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def first_message(detail: Any) -> str:
+    """Flatten DRF error details to one line: 'field: first message' for validation errors."""
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        inner = first_message(value)
+        return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(detail, list):
+        return first_message(detail[0]) if detail else "invalid request"
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
+    """DRF's EXCEPTION_HANDLER: every error becomes `{"code","message"}` with the right status."""
+    # Imported here: rest_framework.views loads the API settings, which import our
+    # authentication, which imports models whose helpers raise these errors.
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
+    if isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
+    ):
+        logger.warning("database unavailable: %s", exc)
+        exc = ServiceUnavailable("the metadata database is unavailable, try again later")
+    elif isinstance(exc, Http404):
+        exc = NotFound()
+    elif not isinstance(exc, CallFSError):
+        for drf_type, ours in _DRF_EQUIVALENTS.items():
+            if isinstance(exc, drf_type):
+                message = first_message(exc.detail)
+                if ours in (AuthenticationFailed, PermissionDenied, RateLimitExceeded):
+                    message = ours.default_detail  # upstream's exact texts
+                converted = ours(message)
+                converted.auth_header = getattr(exc, "auth_header", None)
+                converted.wait = getattr(exc, "wait", None)
+                exc = converted
+                break
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        set_rollback()
+        view = context.get("view")
+        logger.exception("unhandled error in %s", type(view).__name__ if view else "view",
+                         exc_info=exc)
+        return error_response("INTERNAL_ERROR", CallFSError.default_detail, status=500)
+
+    extra = exc.extra if isinstance(exc, CallFSError) else None
+    answer = HttpResponse(render_error(exc.default_code, first_message(exc.detail), extra),
+                          status=response.status_code, content_type="application/json")
+    for header in ("WWW-Authenticate", "Retry-After", "Allow", "Content-Range"):
+        if response.has_header(header):
+            answer[header] = response[header]
+    if isinstance(exc, MethodNotAllowed) and context.get("view") is not None:
+        answer["Allow"] = ", ".join(context["view"].allowed_methods)
+    for header, value in getattr(exc, "headers", {}).items():
+        answer[header] = value
+    return answer

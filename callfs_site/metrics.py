@@ -1,0 +1,94 @@
+"""CallFS's own Prometheus metrics, with upstream's names and labels (API.md §12).
+
+Under gunicorn, `gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR before the workers start, so
+every worker writes its samples there and /metrics adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter(
+    "callfs_http_requests", "HTTP requests by method, route pattern and status",
+    ["method", "path", "status_code"])
+HTTP_DURATION = Histogram(
+    "callfs_http_request_duration_seconds", "Time to produce the response headers",
+    ["method", "path"])
+FILE_OPERATIONS = Counter(
+    "callfs_file_operations", "Filesystem operations by kind and backend",
+    ["operation", "backend_type"])
+BACKEND_OP_DURATION = Histogram(
+    "callfs_backend_op_duration_seconds", "Storage backend call durations",
+    ["backend_type", "operation"])
+LINK_GENERATIONS = Counter(
+    "callfs_single_use_link_generations", "Single-use download links generated")
+LINK_CONSUMPTIONS = Counter(
+    "callfs_single_use_link_consumptions", "Single-use link redemptions by outcome", ["status"])
+
+# URL names -> the route patterns upstream uses as the `path` label.
+ROUTE_LABELS = {
+    "files": "/v1/files/*",
+    "directories": "/v1/directories/*",
+    "v1-unknown": "/v1/*",
+    "health": "/health",
+    "metrics": "/metrics",
+    "links-generate": "/v1/links/generate",
+    "download": "/download/{token}",
+}
+
+
+def route_label(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    if match.namespace == "admin":
+        return "/admin/*"
+    return ROUTE_LABELS.get(match.url_name or "", match.route or "unmatched")
+
+
+def record_file_operation(operation: str, backend: str) -> None:
+    FILE_OPERATIONS.labels(operation, backend).inc()
+
+
+@contextmanager
+def timed_backend_call(backend: str, operation: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        BACKEND_OP_DURATION.labels(backend, operation).observe(time.perf_counter() - started)
+
+
+class _SortedSamples:
+    """Emit each family's samples sorted by labels, as upstream's Go client does (§12): a scraper
+    that takes the first POST line then sees the same series every time."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def collect(self):
+        for family in self.registry.collect():
+            family.samples.sort(key=lambda s: (s.name, sorted(s.labels.items())))
+            yield family
+
+
+def exposition() -> bytes:
+    """The text exposition of every metric, merged across gunicorn workers when needed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = DEFAULT_REGISTRY
+    return generate_latest(_SortedSamples(registry))

@@ -1,0 +1,60 @@
+"""Per-request context: request id, security headers (API.md §2.3-§2.4), metrics, access log."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from callfs_site.metrics import HTTP_DURATION, HTTP_REQUESTS, route_label
+
+logger = logging.getLogger("callfs.request")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Permissions-Policy": "geolocation=(), microphone=(), camera=(), payment=(), usb=(), "
+    "magnetometer=(), gyroscope=(), accelerometer=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+HSTS = "max-age=31536000; includeSubDomains; preload"
+
+
+class RequestContextMiddleware:
+    """Stamps every response, errors included; an incoming X-Request-ID is ignored (§2.3)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        request.request_id = secrets.token_hex(8)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        if (not response.streaming and request.method != "HEAD"
+                and response.status_code not in (204, 304)
+                and not response.has_header("Content-Length")):
+            response["Content-Length"] = str(len(response.content))  # no chunking for small bodies
+        for name, value in SECURITY_HEADERS.items():
+            response[name] = value
+        if request.is_secure():
+            response["Strict-Transport-Security"] = HSTS
+        elapsed = time.perf_counter() - started
+        route = route_label(request)
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_DURATION.labels(request.method, route).observe(elapsed)
+        if logger.isEnabledFor(logging.INFO):
+            user = getattr(request, "user", None)
+            logger.info(
+                "%s %s %s %.1fms",
+                request.method, request.path, response.status_code, elapsed * 1000,
+                extra={"request_id": request.request_id, "method": request.method,
+                       "route": route, "status": response.status_code,
+                       "duration_ms": round(elapsed * 1000, 2),
+                       "user": user.get_username() if user is not None else ""},
+            )
+        return response

@@ -1,0 +1,119 @@
+"""Django settings for CallFS. Values come from `callfs_site.config`; this module only assigns."""
+
+from callfs_site.config import BASE_DIR, load_config
+
+CALLFS = load_config()
+
+SECRET_KEY = CALLFS.secret_key
+DEBUG = CALLFS.debug
+ALLOWED_HOSTS = CALLFS.allowed_hosts
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_prometheus",
+    "cluster",
+    "filesystem",
+    "links",
+]
+
+MIDDLEWARE = [
+    # First: it stamps every response, errors included, with the request id and security headers.
+    "callfs_site.middleware.RequestContextMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "callfs_site.urls"
+WSGI_APPLICATION = "callfs_site.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CALLFS.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if CALLFS.redis_url:
+    _redis = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": CALLFS.redis_url,
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 5,
+            # Off on purpose: with it on, django-redis hides a Redis outage and lock() returns None.
+            "IGNORE_EXCEPTIONS": False,
+        },
+    }
+    CACHES = {
+        "default": {**_redis, "KEY_PREFIX": "callfs"},
+        "locks": {**_redis, "KEY_PREFIX": "lk"},
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic target; WhiteNoise wants it to exist
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # serve admin assets without a collectstatic step
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Request bodies of the file API are streamed by filesystem.api.streaming, never buffered by Django.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["callfs_site.authentication.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "callfs_site.negotiation.JSONOnlyNegotiation",
+    "EXCEPTION_HANDLER": "callfs_site.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "console": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
+    "root": {"handlers": ["console"], "level": CALLFS.log_level},
+    "loggers": {
+        # Django logs every 4xx as a warning; our middleware logs requests once, itself.
+        "django.request": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,102 @@
+"""`distributed_lock()`: exclusive, bounded-wait locks on names such as paths.
+
+Without `REDIS_URL` the locks are host-local file locks (flock) under the data directory, so the
+gunicorn workers and threads of one node agree. With `REDIS_URL` they are redis-py locks through
+django-redis, shared by every node. Waiting is bounded: past the timeout the caller gets 503
+`LOCK_TIMEOUT`; an unreachable Redis gives 503 `SERVICE_UNAVAILABLE`, never a 500.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+from cluster.exceptions import LockTimeout, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Host-local locks hash names onto a fixed set of lock files: bounded disk use, no cleanup needed.
+# Two names may share a stripe; that only makes them wait for each other, and acquiring a set of
+# names stripe by stripe in sorted order keeps that deadlock-free.
+LOCK_STRIPES = 4096
+# A Redis lock's lease outlives any metadata commit by far; it only guards against a dead holder.
+REDIS_LEASE_SECONDS = 120
+
+
+def _stripe(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"),
+                                          digest_size=8).digest(), "big") % LOCK_STRIPES
+
+
+@contextmanager
+def _file_lock(directory: Path, stripe: int, deadline: float) -> Iterator[None]:
+    path = directory / f"{stripe:04x}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LockTimeout() from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextmanager
+def _redis_lock(name: str, deadline: float) -> Iterator[None]:
+    from django.core.cache import caches
+    from redis.exceptions import LockError, RedisError
+
+    try:
+        lock = caches["locks"].lock(f"path:{name}", timeout=REDIS_LEASE_SECONDS,
+                                    blocking_timeout=max(deadline - time.monotonic(), 0.001))
+        acquired = lock.acquire()
+    except RedisError as exc:
+        logger.warning("redis unavailable while locking: %s", exc)
+        raise ServiceUnavailable("the lock service (Redis) is unavailable") from None
+    if not acquired:
+        raise LockTimeout()
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except (LockError, RedisError) as exc:  # lease expired or Redis gone: it frees itself
+            logger.warning("could not release lock %s: %s", name, exc)
+
+
+@contextmanager
+def distributed_lock(*names: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold exclusive locks on all `names` at once; wait at most `timeout` seconds for them."""
+    wait = settings.CALLFS.lock_timeout if timeout is None else timeout
+    deadline = time.monotonic() + wait
+    with ExitStack() as stack:
+        if settings.CALLFS.redis_url:
+            for name in sorted(set(names)):
+                stack.enter_context(_redis_lock(name, deadline))
+        else:
+            directory = settings.CALLFS.data_dir / "locks"
+            for stripe in sorted({_stripe(name) for name in names}):
+                stack.enter_context(_file_lock(directory, stripe, deadline))
+        yield

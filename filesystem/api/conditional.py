@@ -1,0 +1,121 @@
+"""HTTP validators and ranges (API.md §16.3): ETag = the file's sha256, Last-Modified = mtime.
+
+Read-side checks decide 304/206/416 before a byte is sent; write-side checks become a
+`Precondition` that the services run twice: before the upload and again under the path lock,
+so a stale `If-Match` can never change anything.
+"""
+
+from __future__ import annotations
+
+from django.utils.http import http_date, parse_http_date_safe
+
+from filesystem.exceptions import PreconditionFailed, RangeNotSatisfiable
+from filesystem.models import Inode
+from filesystem.services import Precondition
+
+
+def etag(inode: Inode) -> str | None:
+    """The strong entity tag of a file; directories have none."""
+    return f'"{inode.sha256}"' if not inode.is_dir and inode.sha256 else None
+
+
+def last_modified(inode: Inode) -> str:
+    return http_date(inode.mtime.timestamp())
+
+
+def _tags(header: str) -> list[str]:
+    return [tag.strip() for tag in header.split(",") if tag.strip()]
+
+
+def _matches(header: str, inode: Inode | None, *, weak: bool) -> bool:
+    """Does an If-Match / If-None-Match list match the inode's current tag?"""
+    if inode is None:
+        return False
+    tags = _tags(header)
+    if "*" in tags:
+        return True
+    current = etag(inode)
+    if current is None:
+        return False
+    if weak:
+        tags = [t[2:] if t.startswith("W/") else t for t in tags]
+    return current in tags
+
+
+def _not_modified_since(header: str, inode: Inode) -> bool:
+    since = parse_http_date_safe(header)
+    return since is not None and int(inode.mtime.timestamp()) <= since
+
+
+def read_status(headers, inode: Inode) -> int | None:
+    """412 or 304 for a GET/HEAD whose preconditions say so (RFC 9110 §13.2.2), else None."""
+    if_match = headers.get("If-Match")
+    if if_match is not None and not _matches(if_match, inode, weak=False):
+        return 412
+    if_unmodified = headers.get("If-Unmodified-Since")
+    if if_match is None and if_unmodified and not _not_modified_since(if_unmodified, inode):
+        return 412
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None:
+        return 304 if _matches(if_none_match, inode, weak=True) else None
+    if_modified = headers.get("If-Modified-Since")
+    if if_modified and _not_modified_since(if_modified, inode):
+        return 304
+    return None
+
+
+def write_precondition(headers) -> Precondition | None:
+    """The If-Match / If-None-Match / If-Unmodified-Since checks of a PUT, DELETE or PATCH."""
+    if_match = headers.get("If-Match")
+    if_none_match = headers.get("If-None-Match")
+    if_unmodified = headers.get("If-Unmodified-Since")
+    if if_match is None and if_none_match is None and not if_unmodified:
+        return None
+
+    def check(current: Inode | None) -> None:
+        if if_match is not None and not _matches(if_match, current, weak=False):
+            raise PreconditionFailed("If-Match does not match the current file")
+        if if_none_match is not None and _matches(if_none_match, current, weak=True):
+            raise PreconditionFailed("If-None-Match: the file exists or matches")
+        if if_unmodified and current is not None and if_match is None \
+                and not _not_modified_since(if_unmodified, current):
+            raise PreconditionFailed("the file was modified since If-Unmodified-Since")
+
+    return check
+
+
+def byte_range(headers, inode: Inode) -> tuple[int, int] | None:
+    """(start, length) of a satisfiable single `Range: bytes=` request, None for the whole file;
+    416 when the range lies outside the file. Multi-range requests get the whole file."""
+    header = headers.get("Range")
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    if_range = headers.get("If-Range")
+    if if_range is not None:
+        if if_range.startswith('"') or if_range.startswith("W/"):
+            if if_range != etag(inode):
+                return None
+        elif not _not_modified_since(if_range, inode):
+            return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep:
+        return None
+    size = inode.size
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+            start = max(size - suffix, 0)
+            end = size - 1
+        else:
+            start = int(first)
+            end = int(last) if last else size - 1
+    except ValueError:
+        return None  # a malformed Range header is ignored (RFC 9110 §14.2)
+    if start < 0 or end < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    end = min(end, size - 1)
+    return start, end - start + 1

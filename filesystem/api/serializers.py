@@ -1,0 +1,66 @@
+"""Validation of the small inputs of the file API: query parameters and PATCH bodies."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from filesystem import paths
+from filesystem.exceptions import InvalidPath
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of converting them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class ListingParams(serializers.Serializer):
+    """Query of /v1/directories: `recursive=true` (exact, as upstream) and `max_depth`."""
+
+    recursive = serializers.CharField(required=False, default="false")
+    max_depth = serializers.IntegerField(required=False, min_value=0, default=None,
+                                         allow_null=True)
+
+    def validate_recursive(self, value: str) -> bool:
+        return value == "true"
+
+
+class MoveRequest(serializers.Serializer):
+    """Body of PATCH /v1/files/{path} (API.md §7.7): exactly one of `name` / `destination`."""
+
+    name = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    destination = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    backend = StrictCharField(required=False)
+    instance = StrictCharField(required=False)
+    overwrite = StrictBooleanField(required=False, default=False)
+    create_parents = StrictBooleanField(required=False, default=False)
+
+    def validate_name(self, value: str) -> str:
+        if value and ("/" in value or value in (".", "..")):
+            raise serializers.ValidationError("name must be a single path segment")
+        if value and not paths.is_valid_name(value):
+            raise serializers.ValidationError("name contains invalid characters")
+        return value
+
+    def validate_destination(self, value: str) -> str:
+        if not value:
+            return value
+        try:
+            return paths.canonical(value if value.startswith("/") else "/" + value)
+        except InvalidPath:
+            raise serializers.ValidationError("destination is not a valid path") from None
+
+    def validate(self, attrs: dict) -> dict:
+        if bool(attrs.get("name")) == bool(attrs.get("destination")):
+            raise serializers.ValidationError("exactly one of name or destination is required")
+        return attrs

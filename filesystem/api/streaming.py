@@ -1,0 +1,99 @@
+"""Request bodies as chunk iterators: uploads of any size in constant memory.
+
+Never `request.data`, `.body` or `FILES` for uploads. With `Content-Length` the body is read up to
+that length (a short body is an error, so a client that disconnects mid-upload stores nothing).
+A chunked body (`curl -T -`) has no `Content-Length`: Django's own reader sees nothing, so it is
+read from `wsgi.input` until EOF, which gunicorn de-chunks and terminates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from filesystem.exceptions import BadRequest, InvalidRequest, LengthRequired, PayloadTooLarge
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class IncompleteBody(InvalidRequest):
+    default_detail = "the request body ended before Content-Length bytes arrived"
+
+
+def _django_request(request) -> HttpRequest:
+    return getattr(request, "_request", request)
+
+
+def _read_exact(stream, length: int) -> Iterator[bytes]:
+    remaining = length
+    while remaining > 0:
+        try:
+            chunk = stream.read(min(CHUNK_SIZE, remaining))
+        except OSError:  # connection reset or timed out mid-body
+            raise IncompleteBody() from None
+        if not chunk:
+            raise IncompleteBody()
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _read_to_eof(stream, cap: int) -> Iterator[bytes]:
+    received = 0
+    while True:
+        try:
+            chunk = stream.read(CHUNK_SIZE)
+        except OSError:
+            raise IncompleteBody("the chunked request body was cut off") from None
+        if not chunk:
+            return
+        received += len(chunk)
+        if received > cap:
+            raise PayloadTooLarge()
+        yield chunk
+
+
+def iter_body(request, cap: int | None = None) -> Iterator[bytes]:
+    """The request body as chunks. Size problems known from the headers are raised now, before
+    any byte is read; a chunked body over the cap fails while streaming (nothing is stored)."""
+    limit = settings.CALLFS.max_upload_bytes if cap is None else cap
+    django_request = _django_request(request)
+    meta = django_request.META
+    raw_length = meta.get("CONTENT_LENGTH") or ""
+    if raw_length.strip():
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise InvalidRequest("Content-Length is not a number") from None
+        if length < 0:
+            raise InvalidRequest("Content-Length is negative")
+        if length > limit:
+            raise PayloadTooLarge(f"request body is larger than the {limit}-byte upload limit")
+        return _read_exact(django_request, length)
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not meta.get("wsgi.input_terminated"):
+            raise LengthRequired()
+        return _read_to_eof(meta["wsgi.input"], limit)
+    return iter(())
+
+
+def has_body(request) -> bool:
+    """True if the request announces a non-empty body."""
+    meta = _django_request(request).META
+    return (meta.get("CONTENT_LENGTH") or "0").strip() not in ("", "0") or \
+        "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def read_json(request, limit: int, error: type[InvalidRequest] = BadRequest) -> Any:
+    """A small JSON body (PATCH, link requests): too large or not JSON is `error`."""
+    try:
+        data = b"".join(iter_body(request, cap=limit))
+    except PayloadTooLarge:
+        raise error(f"request body is larger than {limit} bytes") from None
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise error("invalid JSON body") from None

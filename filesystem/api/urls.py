@@ -1,0 +1,14 @@
+"""Routes under /v1/. `{path}` may hold any character, newlines and slashes included, so the
+canonicaliser (not the router) decides what is valid."""
+
+from django.urls import re_path
+
+from filesystem.api.views import DirectoryView, FileView, UnknownApiView
+
+urlpatterns = [
+    re_path(r"^files(?:/(?P<path>[\s\S]*))?\Z", FileView.as_view(), name="files"),
+    re_path(r"^directories(?:/(?P<path>[\s\S]*))?\Z", DirectoryView.as_view(),
+            name="directories"),
+]
+
+fallback = [re_path(r"^[\s\S]*\Z", UnknownApiView.as_view(), name="v1-unknown")]

@@ -1,0 +1,182 @@
+"""The path endpoints of /v1: files (bytes, listings, create, overwrite, move, delete) and
+directory listings. Views parse input, call one service and shape the HTTP answer."""
+
+from __future__ import annotations
+
+import re
+
+from django.http import FileResponse, HttpResponse
+from rest_framework.response import Response
+
+from callfs_site.errors import NotFound
+from callfs_site.views import CallFSView
+from filesystem import paths, services
+from filesystem.api import conditional
+from filesystem.api.serializers import ListingParams, MoveRequest
+from filesystem.api.streaming import iter_body, read_json
+from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
+from filesystem.models import Inode
+
+PATCH_BODY_LIMIT = 1024 * 1024
+DOWNLOAD_BLOCK_SIZE = 256 * 1024
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = False) -> None:
+    """The X-CallFS-* headers of API.md §5.1, plus validators for files (§16.3)."""
+    response["X-CallFS-Type"] = inode.type
+    response["X-CallFS-Size"] = str(inode.size)
+    response["X-CallFS-Mode"] = inode.mode_string
+    response["X-CallFS-Owner"] = inode.owner.username
+    response["X-CallFS-Group"] = inode.group.name if inode.group_id else ""
+    response["X-CallFS-MTime"] = services.format_time(inode.mtime)
+    if instance and inode.node_id and not inode.is_root:
+        response["X-CallFS-Instance-ID"] = inode.node_id
+    if not inode.is_dir:
+        response["Accept-Ranges"] = "bytes"
+        response["Last-Modified"] = conditional.last_modified(inode)
+        if inode.sha256:
+            response["ETag"] = conditional.etag(inode)
+            response["X-CallFS-SHA256"] = inode.sha256
+
+
+def _expected_sha256(request) -> str | None:
+    value = request.headers.get("X-CallFS-SHA256")
+    if value is None:
+        return None
+    if not _SHA256.fullmatch(value.strip()):
+        raise InvalidRequest("X-CallFS-SHA256 must be 64 hexadecimal characters")
+    return value.strip().lower()
+
+
+def _not_modified_or_failed(request, inode: Inode) -> HttpResponse | None:
+    status = conditional.read_status(request.headers, inode)
+    if status == 412:
+        raise PreconditionFailed()
+    if status == 304:
+        response = HttpResponse(status=304)
+        metadata_headers(response, inode)
+        return response
+    return None
+
+
+class FileView(CallFSView):
+    """/v1/files/{path}: GET, HEAD, POST, PUT, PATCH, DELETE (API.md §7.3-§7.8)."""
+
+    http_method_names = ["get", "head", "post", "put", "patch", "delete"]
+
+    def get(self, request, path: str = ""):
+        inode = services.stat(request.user, paths.parse(path).path)
+        if inode.is_dir:
+            response = Response(services.list_children(request.user, inode))
+            metadata_headers(response, inode)
+            return response
+        early = _not_modified_or_failed(request, inode)
+        if early is not None:
+            return early
+        requested = conditional.byte_range(request.headers, inode)
+        start, length = requested or (0, inode.size)
+        reader = services.open_file(request.user, inode, start, length)
+        response = FileResponse(reader, content_type="application/octet-stream",
+                                status=206 if requested else 200)
+        response.block_size = DOWNLOAD_BLOCK_SIZE
+        response["Content-Length"] = str(length)
+        if requested:
+            response["Content-Range"] = f"bytes {start}-{start + length - 1}/{inode.size}"
+        metadata_headers(response, inode)
+        return response
+
+    def head(self, request, path: str = ""):
+        inode = services.stat(request.user, paths.parse(path).path)
+        early = None if inode.is_dir else _not_modified_or_failed(request, inode)
+        if early is not None:
+            return early
+        content_type = "application/json" if inode.is_dir else "application/octet-stream"
+        response = HttpResponse(content_type=content_type)
+        metadata_headers(response, inode, instance=True)
+        if not inode.is_dir:
+            response["Content-Length"] = str(inode.size)
+        return response
+
+    def post(self, request, path: str = ""):
+        target = paths.parse(path)
+        if target.trailing_slash:
+            _, created = services.make_directory(request.user, target.path)
+            return HttpResponse(status=201 if created else 200)
+        services.create_file(request.user, target.path, iter_body(request),
+                             expected_sha256=_expected_sha256(request))
+        return HttpResponse(status=201)
+
+    def put(self, request, path: str = ""):
+        target = paths.parse(path)
+        if target.trailing_slash:
+            raise InvalidRequest("PUT needs a file path; a trailing slash names a directory")
+        _, created = services.write_file(
+            request.user, target.path, iter_body(request),
+            expected_sha256=_expected_sha256(request),
+            precondition=conditional.write_precondition(request.headers),
+        )
+        return HttpResponse(status=201 if created else 200)
+
+    def patch(self, request, path: str = ""):
+        source = paths.parse(path).path
+        body = read_json(request, PATCH_BODY_LIMIT)
+        if not isinstance(body, dict):
+            raise BadRequest("invalid JSON body")
+        move = MoveRequest(data=body)
+        if not move.is_valid():
+            raise BadRequest(_first_error(move.errors))
+        options = move.validated_data
+        destination = options.get("destination") or paths.join(
+            paths.parent_of(source), options["name"])
+        inode = services.move(
+            request.user, source, destination,
+            overwrite=options["overwrite"] or request.query_params.get("overwrite") == "true",
+            create_parents=options["create_parents"],
+            backend=options.get("backend"),
+            precondition=conditional.write_precondition(request.headers),
+        )
+        return Response({"path": inode.path})
+
+    def delete(self, request, path: str = ""):
+        services.delete(
+            request.user, paths.parse(path).path,
+            recursive=request.query_params.get("recursive") in ("true", "1"),
+            precondition=conditional.write_precondition(request.headers),
+        )
+        return HttpResponse(status=204)
+
+
+def _first_error(errors: dict) -> str:
+    field, messages = next(iter(errors.items()))
+    message = str(messages[0]) if isinstance(messages, list) else str(messages)
+    return message if field == "non_field_errors" else f"{field}: {message}"
+
+
+class DirectoryView(CallFSView):
+    """/v1/directories/{path}: the listing object of API.md §7.10."""
+
+    http_method_names = ["get"]
+
+    def get(self, request, path: str = ""):
+        params = ListingParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        listing = services.list_directory(request.user, paths.parse(path).path,
+                                          **params.validated_data)
+        body = {"path": listing.path, "type": "directory", "recursive": listing.recursive}
+        if listing.recursive:
+            body["max_depth"] = listing.max_depth
+        body |= {"count": len(listing.items), "items": listing.items}
+        response = Response(body)
+        response["X-CallFS-Type"] = "directory"
+        response["X-CallFS-Count"] = str(len(listing.items))
+        response["X-CallFS-Recursive"] = "true" if listing.recursive else "false"
+        return response
+
+
+class UnknownApiView(CallFSView):
+    """Any other /v1 URL: authentication first (401), then 404, as upstream."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise NotFound()

@@ -1,0 +1,150 @@
+"""Metadata of the filesystem: inodes and the API keys that identify users."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from filesystem import paths
+
+
+class InodeType(models.TextChoices):
+    FILE = "file", "file"
+    DIRECTORY = "directory", "directory"
+
+
+class InodeQuerySet(models.QuerySet):
+    def at(self, path: str) -> InodeQuerySet:
+        """The inode at a canonical path (one indexed lookup)."""
+        return self.filter(path_hash=paths.path_key(path))
+
+    def at_any(self, path_list: list[str]) -> InodeQuerySet:
+        return self.filter(path_hash__in=[paths.path_key(p) for p in path_list])
+
+    def with_names(self) -> InodeQuerySet:
+        return self.select_related("owner", "group")
+
+
+class Inode(models.Model):
+    """A file or directory. Bytes live in a backend under the opaque `blob_key`, never under the
+    path, so renames are metadata-only and an overwrite swaps blobs in one transaction."""
+
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    name = models.CharField(max_length=255, blank=True)
+    path = models.TextField(help_text="Materialised canonical path, e.g. /docs/a.txt")
+    path_hash = models.CharField(max_length=64, unique=True, editable=False)
+    type = models.CharField(max_length=9, choices=InodeType.choices)
+    size = models.BigIntegerField(default=0)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="inodes"
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="inodes"
+    )
+    mode = models.PositiveIntegerField(help_text="Unix permission bits, e.g. 0o644")
+    ctime = models.DateTimeField(default=timezone.now, help_text="last metadata change")
+    mtime = models.DateTimeField(default=timezone.now, help_text="last content change")
+    backend = models.CharField(max_length=16, default="localfs")
+    node_id = models.CharField(
+        max_length=64, blank=True, help_text="node holding the bytes (local-disk backend only)"
+    )
+    blob_key = models.CharField(max_length=128, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+
+    objects = InodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["parent", "name"], name="inode_unique_name_in_dir"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(parent__isnull=True), name="inode_single_root"
+            ),
+            models.CheckConstraint(condition=Q(size__gte=0), name="inode_size_not_negative"),
+            models.CheckConstraint(condition=Q(mode__lte=0o7777), name="inode_mode_12_bits"),
+            models.CheckConstraint(
+                condition=Q(type=InodeType.FILE) | Q(size=0, blob_key=""),
+                name="inode_directory_has_no_bytes",
+            ),
+            models.CheckConstraint(
+                condition=Q(parent__isnull=False) | Q(path="/", type=InodeType.DIRECTORY),
+                name="inode_only_root_has_no_parent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    def save(self, *args, **kwargs):
+        self.path_hash = paths.path_key(self.path)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == InodeType.DIRECTORY
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    @property
+    def mode_string(self) -> str:
+        return f"{self.mode:04o}"
+
+
+def _api_key_digest(key: str) -> str:
+    pepper = hashlib.sha256(f"callfs-api-key:{settings.SECRET_KEY}".encode()).digest()
+    return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def matching(self, key: str) -> ApiKeyQuerySet:
+        return self.filter(digest=_api_key_digest(key))
+
+
+class ApiKey(models.Model):
+    """A Bearer credential of one user. Only a keyed hash is stored; the key is shown once."""
+
+    PREFIX_LENGTH = 10
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=PREFIX_LENGTH, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def generate_key() -> str:
+        return "cfs_" + secrets.token_urlsafe(32)
+
+    def set_key(self, key: str) -> None:
+        self.prefix = key[: self.PREFIX_LENGTH]
+        self.digest = _api_key_digest(key)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,517 @@
+"""Filesystem operations: the only code that mixes metadata, bytes and locks.
+
+Each verb authorises through `filesystem.access`, writes bytes before metadata, and commits the
+metadata under `distributed_lock` in one transaction, with the rows it changes (and the directory
+it inserts into) locked FOR UPDATE, so concurrent creates, moves and deletes cannot tear the tree.
+Blobs replaced or deleted are removed only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cluster.locks import distributed_lock
+from filesystem import access, paths
+from filesystem.access import User
+from filesystem.exceptions import (
+    ChecksumMismatch,
+    DirectoryNotEmpty,
+    FileAlreadyExists,
+    FileNotFound,
+    InvalidRequest,
+    IsADirectory,
+    NodeUnavailable,
+    NotADirectory,
+)
+from filesystem.models import Inode, InodeType
+from filesystem.storage import ChecksumMismatchError, get_backend
+
+logger = logging.getLogger(__name__)
+
+Precondition = Callable[[Inode | None], None]
+
+# Listing rows are read as tuples: building 10,000 entries must not cost 10,000 model instances.
+_INFO_COLUMNS = ("id", "parent_id", "name", "path", "type", "size", "mode",
+                 "owner__username", "group__name", "mtime")
+MAX_LISTING_DEPTH = 1000
+DEFAULT_LISTING_DEPTH = 100
+_RETRIES = 5
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 with seconds precision in UTC, as upstream's X-CallFS-MTime."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _info(name, path, kind, size, mode, owner, group, mtime) -> dict:
+    return {"name": name, "path": path, "type": kind, "size": size, "mode": f"{mode:04o}",
+            "owner": owner or "", "group": group or "", "mtime": format_time(mtime)}
+
+
+def file_info(inode: Inode) -> dict:
+    """The FileInfo object of API.md §5.2 (plus `group`, §16.2)."""
+    return _info(inode.name or "/", inode.path, inode.type, inode.size, inode.mode,
+                 inode.owner.username, inode.group.name if inode.group_id else "", inode.mtime)
+
+
+def _this_node() -> str:
+    return settings.CALLFS.node_id
+
+
+def _new_mode(kind: str) -> int:
+    base = 0o777 if kind == InodeType.DIRECTORY else 0o666
+    return base & ~settings.CALLFS.umask
+
+
+def _require_local_bytes(inode: Inode) -> None:
+    """Bytes on another node's disk cannot be served or changed from here."""
+    if inode.backend == "localfs" and inode.type == InodeType.FILE and inode.node_id \
+            and inode.node_id != _this_node():
+        raise NodeUnavailable(f"the bytes of {inode.path} live on node {inode.node_id!r}")
+
+
+def _discard_after_commit(backend_name: str, key: str) -> None:
+    """Delete a blob once the metadata that referenced it is committed away."""
+    if not key:
+        return
+
+    def discard() -> None:
+        try:
+            get_backend(backend_name).delete(key)
+        except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
+            logger.exception("could not delete blob %s from %s", key, backend_name)
+
+    transaction.on_commit(discard)
+
+
+# --- lookups ------------------------------------------------------------------------------------
+
+def resolve(path: str) -> Inode | None:
+    """The inode at a canonical path with its owner and group, or None."""
+    return Inode.objects.with_names().at(path).first()
+
+
+def stat(user: User, path: str) -> Inode:
+    """The inode at `path` if the user may see it; 404 if it does not exist."""
+    inode = resolve(path)
+    if inode is None:
+        raise FileNotFound()
+    access.require_read(user, inode)
+    return inode
+
+
+def _nearest_existing(path: str) -> Inode:
+    """The deepest existing ancestor of `path` (the root always exists)."""
+    chain = paths.ancestors(path)
+    found = {i.path: i for i in Inode.objects.at_any(chain)}
+    for candidate in reversed(chain):
+        if candidate in found:
+            return found[candidate]
+    raise FileNotFound("the root directory is missing; run 'manage.py migrate'")
+
+
+def _check_can_create(user: User, path: str) -> None:
+    """Before reading an upload: would the user be allowed to create `path`?"""
+    ancestor = _nearest_existing(path)
+    if ancestor.type != InodeType.DIRECTORY:
+        access.require_create_in(user, ancestor)
+        raise NotADirectory(f"{ancestor.path} is not a directory")
+    access.require_create_in(user, ancestor)
+
+
+@dataclass(frozen=True)
+class Listing:
+    path: str
+    recursive: bool
+    max_depth: int
+    items: list[dict]
+
+
+def list_children(user: User, directory: Inode) -> list[dict]:
+    """The immediate children of a directory as FileInfo objects: files first, then
+    directories, each by name (upstream's SQL order)."""
+    access.require_read(user, directory)
+    rows = (Inode.objects.filter(parent_id=directory.pk)
+            .order_by("-type", "name").values_list(*_INFO_COLUMNS))
+    return [_info(*row[2:]) for row in rows]
+
+
+def list_directory(user: User, path: str, *, recursive: bool = False,
+                   max_depth: int | None = None) -> Listing:
+    """The listing of /v1/directories (§7.10). Recursive listings fetch one query per level and
+    put each directory's children before its subdirectories' subtrees; `max_depth` 0 means
+    unlimited, N reaches N+1 levels below the directory."""
+    directory = stat(user, path)
+    if not directory.is_dir:
+        raise NotADirectory(f"{path} is not a directory")
+    if not recursive:
+        return Listing(directory.path, False, 0, list_children(user, directory))
+
+    depth = DEFAULT_LISTING_DEPTH if max_depth is None else min(max_depth, MAX_LISTING_DEPTH)
+    levels = MAX_LISTING_DEPTH + 1 if depth == 0 else depth + 1
+    children: dict[int, list[tuple]] = {}
+    frontier = [directory.pk]
+    for _ in range(levels):
+        if not frontier:
+            break
+        next_frontier = []
+        rows = (Inode.objects.filter(parent_id__in=frontier)
+                .order_by("parent_id", "-type", "name").values_list(*_INFO_COLUMNS))
+        for row in rows:
+            children.setdefault(row[1], []).append(row)
+            if row[4] == InodeType.DIRECTORY:
+                next_frontier.append(row[0])
+        frontier = next_frontier
+
+    # Each directory's children come together, then each child directory's subtree in order.
+    items = [_info(*row[2:]) for row in children.get(directory.pk, ())]
+    pending = [row[0] for row in reversed(children.get(directory.pk, ()))
+               if row[4] == InodeType.DIRECTORY]
+    while pending:
+        rows = children.get(pending.pop(), ())
+        items.extend(_info(*row[2:]) for row in rows)
+        pending.extend(row[0] for row in reversed(rows) if row[4] == InodeType.DIRECTORY)
+    return Listing(directory.path, True, depth, items)
+
+
+def open_file(user: User, inode: Inode, start: int = 0, length: int | None = None) -> BinaryIO:
+    """Open a file's bytes for streaming, after every check (nothing can become JSON later)."""
+    access.require_read(user, inode)
+    if inode.is_dir:
+        raise IsADirectory(f"{inode.path} is a directory")
+    _require_local_bytes(inode)
+    try:
+        return get_backend(inode.backend).open(inode.blob_key, start, length)
+    except FileNotFoundError:
+        logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
+                     inode.backend)
+        raise FileNotFound("the file's bytes are missing from storage") from None
+
+
+# --- creating -----------------------------------------------------------------------------------
+
+def _locked_parent(user: User, path: str, owner_id: int | None = None,
+                   create_missing: bool = True) -> Inode:
+    """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
+    missing ancestors created first (owned by `owner_id`, default the user)."""
+    chain = paths.ancestors(path)
+    for _ in range(_RETRIES):
+        found = {i.path: i for i in Inode.objects.at_any(chain)}
+        index = max(i for i, p in enumerate(chain) if p in found)
+        parent = (Inode.objects.select_for_update()
+                  .filter(pk=found[chain[index]].pk, path_hash=paths.path_key(chain[index]))
+                  .first())
+        if parent is None:
+            continue  # moved or deleted while we looked: look again
+        if index + 1 < len(chain) and Inode.objects.at(chain[index + 1]).exists():
+            continue  # someone created the next level while we waited for the lock
+        if not parent.is_dir:
+            access.require_create_in(user, parent)
+            raise NotADirectory(f"{parent.path} is not a directory")
+        for missing in chain[index + 1:]:
+            access.require_create_in(user, parent)
+            if not create_missing:
+                raise InvalidRequest(f'destination parent "{paths.parent_of(missing)}" '
+                                     "does not exist")
+            parent = Inode.objects.create(
+                parent=parent, name=paths.name_of(missing), path=missing,
+                type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
+                group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+                backend=parent.backend if parent.parent_id else settings.CALLFS.default_backend,
+                node_id=_this_node(),
+            )
+        return parent
+    raise FileAlreadyExists("the directory changed while creating the path, try again")
+
+
+def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
+    """The 409 for a create onto an existing entry; §11.3's object when it lives elsewhere."""
+    if existing.node_id and existing.node_id != _this_node() and existing.backend == "localfs":
+        if existing.is_dir:
+            suggestion = ("Directory already exists on another server. Use GET to access it."
+                          if wants_directory else
+                          "Path exists as directory on another server, cannot create file")
+        else:
+            suggestion = ("Path exists as file on another server, cannot create directory"
+                          if wants_directory else
+                          "File already exists on another server. Use PUT to update it.")
+        return FileAlreadyExists("Resource exists on another server", extra={
+            "error": "Resource exists on another server", "existing_path": existing.path,
+            "instance_id": existing.node_id, "backend_type": existing.backend,
+            "suggestion": suggestion,
+        })
+    if existing.is_dir and not wants_directory:
+        return FileAlreadyExists(f"{existing.path} exists and is a directory")
+    if not existing.is_dir and wants_directory:
+        return FileAlreadyExists(f"{existing.path} exists and is a file")
+    return FileAlreadyExists()
+
+
+def make_directory(user: User, path: str) -> tuple[Inode, bool]:
+    """mkdir -p: create `path` and missing parents; an existing directory is fine (False)."""
+    if path == paths.ROOT:
+        return stat(user, path), False
+    existing = resolve(path)
+    if existing is not None:
+        access.require_write(user, existing)
+        if existing.is_dir:
+            return existing, False
+        raise _conflict(existing, wants_directory=True)
+    with distributed_lock(path), transaction.atomic():
+        parent = _locked_parent(user, path)
+        existing = Inode.objects.at(path).first()
+        if existing is not None:
+            if existing.is_dir:
+                return existing, False
+            raise _conflict(existing, wants_directory=True)
+        access.require_create_in(user, parent)
+        inode = Inode.objects.create(
+            parent=parent, name=paths.name_of(path), path=path, type=InodeType.DIRECTORY,
+            owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+            backend=settings.CALLFS.default_backend, node_id=_this_node(),
+        )
+    return inode, True
+
+
+def _store(chunks: Iterable[bytes], expected_sha256: str | None) -> tuple[str, str, int, str]:
+    """Write an upload to the default backend: (backend, key, size, sha256)."""
+    backend = get_backend(settings.CALLFS.default_backend)
+    key = backend.new_key()
+    try:
+        result = backend.write(key, chunks, expected_sha256)
+    except ChecksumMismatchError:
+        raise ChecksumMismatch() from None
+    return backend.name, key, result.size, result.sha256
+
+
+def _new_file(user: User, parent: Inode, path: str, blob: tuple[str, str, int, str]) -> Inode:
+    backend, key, size, sha256 = blob
+    now = timezone.now()
+    return Inode.objects.create(
+        parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE, size=size,
+        owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.FILE),
+        backend=backend, node_id=_this_node() if backend == "localfs" else "", blob_key=key,
+        sha256=sha256, ctime=now, mtime=now,
+    )
+
+
+@contextmanager
+def _committing_blob(blob: tuple[str, str, int, str]) -> Iterator[None]:
+    """If the metadata commit fails, the freshly written blob is removed again."""
+    try:
+        yield
+    except BaseException:
+        get_backend(blob[0]).delete(blob[1])
+        raise
+
+
+def create_file(user: User, path: str, chunks: Iterable[bytes], *,
+                expected_sha256: str | None = None) -> Inode:
+    """POST: create a new file (and missing parents); 409 if anything exists at `path`."""
+    if path == paths.ROOT:
+        raise FileAlreadyExists("the root directory exists")
+    existing = resolve(path)
+    if existing is not None:
+        access.require_write(user, existing)
+        raise _conflict(existing, wants_directory=False)
+    _check_can_create(user, path)
+
+    blob = _store(chunks, expected_sha256)
+    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
+        parent = _locked_parent(user, path)
+        existing = Inode.objects.at(path).first()
+        if existing is not None:
+            raise _conflict(existing, wants_directory=False)
+        access.require_create_in(user, parent)
+        try:
+            with transaction.atomic():
+                return _new_file(user, parent, path, blob)
+        except IntegrityError:
+            raise FileAlreadyExists() from None
+
+
+def write_file(user: User, path: str, chunks: Iterable[bytes], *,
+               expected_sha256: str | None = None,
+               precondition: Precondition | None = None) -> tuple[Inode, bool]:
+    """PUT: create or overwrite a file. Readers see the old or the new bytes, never a mix, and
+    concurrent writers end with exactly one writer's bytes. Returns (inode, created)."""
+    existing = resolve(path)
+    if precondition:
+        precondition(existing)
+    if existing is not None:
+        if existing.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        access.require_write(user, existing)
+        _require_local_bytes(existing)
+    else:
+        _check_can_create(user, path)
+
+    blob = _store(chunks, expected_sha256)
+    backend, key, size, sha256 = blob
+    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
+        current = Inode.objects.select_for_update().at(path).first()
+        if precondition:
+            precondition(current)
+        if current is None:
+            parent = _locked_parent(user, path)
+            access.require_create_in(user, parent)
+            try:
+                with transaction.atomic():
+                    return _new_file(user, parent, path, blob), True
+            except IntegrityError:
+                raise FileAlreadyExists() from None
+        if current.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        access.require_write(user, current)
+        _discard_after_commit(current.backend, current.blob_key)
+        now = timezone.now()
+        current.size, current.sha256, current.mtime, current.ctime = size, sha256, now, now
+        current.backend, current.blob_key = backend, key
+        current.node_id = _this_node() if backend == "localfs" else ""
+        current.save(update_fields=["size", "sha256", "mtime", "ctime", "backend", "blob_key",
+                                    "node_id"])
+    return resolve(path) or current, False
+
+
+# --- deleting -----------------------------------------------------------------------------------
+
+def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
+    """The descendants of a directory, level by level (children first)."""
+    levels: list[list[Inode]] = []
+    frontier = [directory.pk]
+    while frontier:
+        query = Inode.objects.filter(parent_id__in=frontier)
+        if lock:
+            query = query.select_for_update()
+        level = list(query.order_by("pk"))
+        if not level:
+            break
+        levels.append(level)
+        frontier = [i.pk for i in level if i.is_dir]
+    return levels
+
+
+def delete(user: User, path: str, *, recursive: bool = False,
+           precondition: Precondition | None = None) -> None:
+    """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
+    (every entry must be deletable by the user)."""
+    inode = stat(user, path)
+    if precondition:
+        precondition(inode)
+    access.require_delete(user, inode)
+    if inode.is_root:
+        raise InvalidRequest("the root directory cannot be deleted")
+    _require_local_bytes(inode)
+    with distributed_lock(path), transaction.atomic():
+        current = Inode.objects.select_for_update().at(path).first()
+        if current is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(current)
+        access.require_delete(user, current)
+        doomed = [current]
+        if current.is_dir:
+            levels = _subtree(current, lock=True)
+            if levels and not recursive:
+                raise DirectoryNotEmpty(f"{path} is not empty")
+            for level in levels:
+                for entry in level:
+                    access.require_delete(user, entry)
+                    _require_local_bytes(entry)
+            doomed += [entry for level in levels for entry in level]
+        for entry in doomed:
+            if entry.type == InodeType.FILE:
+                _discard_after_commit(entry.backend, entry.blob_key)
+        # Deepest first: a directory row goes only after its children (the FK protects it).
+        for level in reversed(_subtree_levels(doomed, current)):
+            for start in range(0, len(level), 500):
+                Inode.objects.filter(pk__in=level[start:start + 500]).delete()
+
+
+def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
+    depth = {top.pk: 0}
+    levels: list[list[int]] = [[top.pk]]
+    for entry in doomed[1:]:
+        level = depth[entry.parent_id] + 1
+        depth[entry.pk] = level
+        if len(levels) <= level:
+            levels.append([])
+        levels[level].append(entry.pk)
+    return levels
+
+
+# --- moving -------------------------------------------------------------------------------------
+
+def move(user: User, source: str, destination: str, *, overwrite: bool = False,
+         create_parents: bool = False, backend: str | None = None,
+         precondition: Precondition | None = None) -> Inode:
+    """Rename or move a file or directory (with its subtree). Metadata-only: blobs are keyed
+    by id, not path. Owner, mode and mtime are kept."""
+    inode = resolve(source)
+    if inode is None:
+        raise FileNotFound()
+    if precondition:
+        precondition(inode)
+    access.require_delete(user, inode)
+    if inode.is_root or destination == paths.ROOT:
+        raise InvalidRequest("the root directory cannot be moved or replaced")
+    if backend is not None and backend != inode.backend:
+        raise InvalidRequest(f"moving between backends ({inode.backend} -> {backend}) is not "
+                             "supported on this node")
+    if destination == source:
+        raise InvalidRequest("destination is the source")
+    if paths.is_within(destination, source):
+        raise InvalidRequest("destination is inside the source")
+
+    with distributed_lock(source, destination), transaction.atomic():
+        current = Inode.objects.select_for_update().at(source).first()
+        if current is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(current)
+        target = Inode.objects.select_for_update().at(destination).first()
+        if target is not None:
+            if not overwrite:
+                raise FileAlreadyExists(f"{destination} already exists")
+            _replaceable(user, current, target)
+        parent = _locked_parent(user, destination, owner_id=current.owner_id,
+                                create_missing=create_parents)
+        access.require_create_in(user, parent)
+        if target is not None:
+            if target.type == InodeType.FILE:
+                _discard_after_commit(target.backend, target.blob_key)
+            target.delete()
+
+        old_path = current.path
+        current.parent, current.name, current.path = parent, paths.name_of(destination), \
+            destination
+        current.ctime = timezone.now()
+        current.save(update_fields=["parent", "name", "path", "path_hash", "ctime"])
+        if current.is_dir:
+            moved = [entry for level in _subtree(current, lock=True) for entry in level]
+            for entry in moved:
+                entry.path = paths.rebase(entry.path, old_path, destination)
+                entry.path_hash = paths.path_key(entry.path)
+            Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
+    return resolve(destination) or current
+
+
+def _replaceable(user: User, source: Inode, target: Inode) -> None:
+    """May `source` replace the existing `target` (§7.7 row 16, §16.1 item 8)?"""
+    access.require_delete(user, target)
+    if target.is_dir and not source.is_dir:
+        raise IsADirectory(f"{target.path} is a directory")
+    if source.is_dir and not target.is_dir:
+        raise NotADirectory(f"{target.path} is not a directory")
+    if target.is_dir and Inode.objects.filter(parent_id=target.pk).exists():
+        raise DirectoryNotEmpty(f"{target.path} is not empty")
+    _require_local_bytes(target)

@@ -1,0 +1,63 @@
+"""The storage backend interface: move bytes for an opaque key, nothing about users or HTTP.
+
+Backends raise built-ins (`FileNotFoundError` for a missing key) and `ChecksumMismatchError`;
+the services turn those into API errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+class ChecksumMismatchError(ValueError):
+    """The written bytes do not hash to the expected SHA-256; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    size: int
+    sha256: str
+
+
+class StorageBackend(ABC):
+    """Stores immutable blobs: a key is written once, then read, copied or deleted."""
+
+    name: str
+
+    @staticmethod
+    def new_key() -> str:
+        """A fresh opaque key (never derived from a path)."""
+        return uuid.uuid4().hex
+
+    @abstractmethod
+    def open(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
+        """A readable stream of `length` bytes from `start` (to the end if None)."""
+
+    @abstractmethod
+    def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
+              ) -> WriteResult:
+        """Store the stream under `key` all-or-nothing: on any error nothing becomes visible."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing key is not an error."""
+
+    @abstractmethod
+    def copy(self, source_key: str, target_key: str) -> None:
+        """Duplicate a blob inside this backend without sending its bytes through the caller."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """The stored size of the blob, or FileNotFoundError."""
+
+    @abstractmethod
+    def keys(self) -> Iterator[str]:
+        """Every key the backend holds (for fsck)."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise if the backend cannot be used right now (for readiness probes)."""

@@ -1,0 +1,154 @@
+"""The local-disk backend: blobs as files under `<data dir>/blobs/ab/cd/<key>`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from filesystem.storage.base import ChecksumMismatchError, StorageBackend, WriteResult
+
+
+class LocalFileReader(io.RawIOBase):
+    """A byte range of a blob file. It keeps the real descriptor, positioned at the range start,
+    so gunicorn's `wsgi.file_wrapper` sends it with sendfile(); `read()` stops at the range end
+    for servers that copy through Python instead."""
+
+    def __init__(self, path: Path, start: int, length: int | None):
+        super().__init__()
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        try:
+            if start:
+                self._file.seek(start)
+            total = os.fstat(self._file.fileno()).st_size
+        except BaseException:
+            self._file.close()
+            raise
+        available = max(total - start, 0)
+        self._remaining = available if length is None else min(length, available)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._remaining <= 0:
+            return b""
+        if size is None or size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self._file.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class LocalStorage(StorageBackend):
+    """Blobs on this node's disk. Writes go to a temp file in the same file system, are fsynced,
+    then renamed into place, so a crash never leaves a partial blob under a key."""
+
+    name = "localfs"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.tmp = self.root / "tmp"
+
+    def _path(self, key: str) -> Path:
+        if len(key) < 5 or not key.isalnum():
+            raise FileNotFoundError(key)
+        return self.blobs / key[:2] / key[2:4] / key
+
+    def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
+        return LocalFileReader(self._path(key), start, length)
+
+    def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
+              ) -> WriteResult:
+        target = self._path(key)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=self.tmp)
+        except FileNotFoundError:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=self.tmp)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha256 = digest.hexdigest()
+            if expected_sha256 is not None and expected_sha256.lower() != sha256:
+                raise ChecksumMismatchError(sha256)
+            try:
+                os.replace(tmp_name, target)
+            except FileNotFoundError:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_name, target)
+            _fsync_directory(target.parent)  # the rename itself must survive a crash
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
+        return WriteResult(size=size, sha256=sha256)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        source, target = self._path(source_key), self._path(target_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Blobs are immutable (an overwrite writes a new key), so a hard link is a safe copy.
+            os.link(source, target)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            shutil.copyfile(source, target)
+        _fsync_directory(target.parent)
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def keys(self) -> Iterator[str]:
+        if not self.blobs.is_dir():
+            return
+        for first in sorted(self.blobs.iterdir()):
+            for second in sorted(first.iterdir()):
+                for blob in sorted(second.iterdir()):
+                    yield blob.name
+
+    def check(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".ready-", dir=self.tmp)
+        os.close(fd)
+        os.unlink(name)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite against real services: installs and starts PostgreSQL and Redis on
+# 127.0.0.1 (scripts/services.sh), runs pytest on SQLite and on PostgreSQL, stops the services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" procps >/dev/null
+fi
+
+export SVC_ROOT=${SVC_ROOT:-/tmp/callfs-test-services}
+trap 'bash scripts/services.sh down pg redis >/dev/null 2>&1 || true' EXIT
+eval "$(bash scripts/services.sh up pg redis)"
+PG_URL=$DATABASE_URL REDIS=$REDIS_URL
+unset DATABASE_URL REDIS_URL
+export CALLFS_REQUIRE_SERVICES=1 AWS_CONFIG_FILE=/nonexistent
+
+echo "== ruff"
+$BIN/ruff check .
+echo "== migrations are up to date"
+$BIN/python manage.py makemigrations --check --dry-run >/dev/null
+
+# The embedded default (SQLite, host-local file locks), then the production setup
+# (PostgreSQL, Redis locks and cache).
+echo "== pytest on SQLite with file locks"
+$BIN/pytest -q "$@"
+echo "== pytest on PostgreSQL with Redis locks"
+DATABASE_URL=$PG_URL REDIS_URL=$REDIS $BIN/pytest -q "$@"

@@ -1,0 +1,80 @@
+"""Shared fixtures: users with API keys, authenticated clients, an isolated data directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from filesystem.keys import create_api_key
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under `make test` (CALLFS_REQUIRE_SERVICES=1) a skipped test is a failure, not a pass."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CALLFS_REQUIRE_SERVICES") == "1" and report.skipped \
+            and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CALLFS_REQUIRE_SERVICES=1: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def storage_root(tmp_path, settings):
+    """Every test gets its own data directory (blobs, temp files, lock files)."""
+    root = tmp_path / "data"
+    settings.CALLFS = dataclasses.replace(django_settings.CALLFS, data_dir=root)
+    return root
+
+
+@pytest.fixture
+def make_user(db):
+    """make_user(name, **options) -> (user, key): a user with a fresh API key."""
+
+    def make(username: str, **options):
+        api_key, key = create_api_key(username, **options)
+        return api_key.user, key
+
+    return make
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def _client_for(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def user_and_key(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def user(user_and_key):
+    return user_and_key[0]
+
+
+@pytest.fixture
+def auth_client(user_and_key):
+    """A client authenticated as alice."""
+    return _client_for(user_and_key[1])
+
+
+@pytest.fixture
+def other_client(make_user):
+    """A client authenticated as bob, a second ordinary user."""
+    return _client_for(make_user("bob")[1])
+
+
+@pytest.fixture
+def client_for():
+    return _client_for
