@@ -65,6 +65,11 @@ class Config:
                          if k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
             elif name in secret and value:
                 value = "*" * 8
+            elif name == "umask":
+                value = f"{value:03o}"
+            elif name == "redis_url" and value and "@" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://********@{rest.rsplit('@', 1)[1]}"
             shown[name] = value
         return shown
 

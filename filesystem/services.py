@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from callfs_site.metrics import record_file_operation, timed_backend_call
 from cluster.locks import distributed_lock
 from filesystem import access, paths
 from filesystem.access import User
@@ -190,11 +191,14 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
         raise IsADirectory(f"{inode.path} is a directory")
     _require_local_bytes(inode)
     try:
-        return get_backend(inode.backend).open(inode.blob_key, start, length)
+        with timed_backend_call(inode.backend, "open"):
+            reader = get_backend(inode.backend).open(inode.blob_key, start, length)
     except FileNotFoundError:
         logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
                      inode.backend)
         raise FileNotFound("the file's bytes are missing from storage") from None
+    record_file_operation("read", inode.backend)
+    return reader
 
 
 # --- creating -----------------------------------------------------------------------------------
@@ -279,84 +283,65 @@ def make_directory(user: User, path: str) -> tuple[Inode, bool]:
             owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
             backend=settings.CALLFS.default_backend, node_id=_this_node(),
         )
+    record_file_operation("mkdir", inode.backend)
     return inode, True
 
 
-def _store(chunks: Iterable[bytes], expected_sha256: str | None) -> tuple[str, str, int, str]:
-    """Write an upload to the default backend: (backend, key, size, sha256)."""
+@dataclass(frozen=True)
+class Blob:
+    """Bytes already stored under a fresh key, waiting for their metadata."""
+
+    backend: str
+    key: str
+    size: int
+    sha256: str
+
+
+def _store(chunks: Iterable[bytes], expected_sha256: str | None) -> Blob:
+    """Write an upload to the default backend under a fresh key."""
     backend = get_backend(settings.CALLFS.default_backend)
     key = backend.new_key()
     try:
-        result = backend.write(key, chunks, expected_sha256)
+        with timed_backend_call(backend.name, "write"):
+            result = backend.write(key, chunks, expected_sha256)
     except ChecksumMismatchError:
         raise ChecksumMismatch() from None
-    return backend.name, key, result.size, result.sha256
-
-
-def _new_file(user: User, parent: Inode, path: str, blob: tuple[str, str, int, str]) -> Inode:
-    backend, key, size, sha256 = blob
-    now = timezone.now()
-    return Inode.objects.create(
-        parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE, size=size,
-        owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.FILE),
-        backend=backend, node_id=_this_node() if backend == "localfs" else "", blob_key=key,
-        sha256=sha256, ctime=now, mtime=now,
-    )
+    return Blob(backend.name, key, result.size, result.sha256)
 
 
 @contextmanager
-def _committing_blob(blob: tuple[str, str, int, str]) -> Iterator[None]:
+def _committing_blob(blob: Blob) -> Iterator[None]:
     """If the metadata commit fails, the freshly written blob is removed again."""
     try:
         yield
     except BaseException:
-        get_backend(blob[0]).delete(blob[1])
+        get_backend(blob.backend).delete(blob.key)
         raise
 
 
-def create_file(user: User, path: str, chunks: Iterable[bytes], *,
-                expected_sha256: str | None = None) -> Inode:
-    """POST: create a new file (and missing parents); 409 if anything exists at `path`."""
+def _check_target(user: User, path: str, *, replace: bool,
+                  precondition: Precondition | None) -> None:
+    """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
     if path == paths.ROOT:
-        raise FileAlreadyExists("the root directory exists")
-    existing = resolve(path)
-    if existing is not None:
-        access.require_write(user, existing)
-        raise _conflict(existing, wants_directory=False)
-    _check_can_create(user, path)
-
-    blob = _store(chunks, expected_sha256)
-    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
-        parent = _locked_parent(user, path)
-        existing = Inode.objects.at(path).first()
-        if existing is not None:
-            raise _conflict(existing, wants_directory=False)
-        access.require_create_in(user, parent)
-        try:
-            with transaction.atomic():
-                return _new_file(user, parent, path, blob)
-        except IntegrityError:
-            raise FileAlreadyExists() from None
-
-
-def write_file(user: User, path: str, chunks: Iterable[bytes], *,
-               expected_sha256: str | None = None,
-               precondition: Precondition | None = None) -> tuple[Inode, bool]:
-    """PUT: create or overwrite a file. Readers see the old or the new bytes, never a mix, and
-    concurrent writers end with exactly one writer's bytes. Returns (inode, created)."""
+        raise IsADirectory("the root is a directory")
     existing = resolve(path)
     if precondition:
         precondition(existing)
-    if existing is not None:
-        if existing.is_dir:
-            raise IsADirectory(f"{path} is a directory")
-        access.require_write(user, existing)
-        _require_local_bytes(existing)
-    else:
+    if existing is None:
         _check_can_create(user, path)
+        return
+    access.require_write(user, existing)
+    if not replace:
+        raise _conflict(existing, wants_directory=False)
+    if existing.is_dir:
+        raise IsADirectory(f"{path} is a directory")
+    _require_local_bytes(existing)
 
-    blob = _store(chunks, expected_sha256)
-    backend, key, size, sha256 = blob
+
+def _commit(user: User, path: str, blob: Blob, *, replace: bool,
+            precondition: Precondition | None) -> tuple[Inode, bool]:
+    """Point `path` at a stored blob: create the file, or (with `replace`) swap its bytes in one
+    transaction so readers see the old or the new content, never a mix."""
     with _committing_blob(blob), distributed_lock(path), transaction.atomic():
         current = Inode.objects.select_for_update().at(path).first()
         if precondition:
@@ -364,22 +349,75 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
         if current is None:
             parent = _locked_parent(user, path)
             access.require_create_in(user, parent)
+            now = timezone.now()
             try:
                 with transaction.atomic():
-                    return _new_file(user, parent, path, blob), True
+                    inode = Inode.objects.create(
+                        parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
+                        size=blob.size, owner_id=user.pk, group_id=parent.group_id,
+                        mode=_new_mode(InodeType.FILE), backend=blob.backend,
+                        node_id=_this_node() if blob.backend == "localfs" else "",
+                        blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now)
             except IntegrityError:
                 raise FileAlreadyExists() from None
+            record_file_operation("create", blob.backend)
+            return inode, True
+        if not replace:
+            raise _conflict(current, wants_directory=False)
         if current.is_dir:
             raise IsADirectory(f"{path} is a directory")
         access.require_write(user, current)
         _discard_after_commit(current.backend, current.blob_key)
         now = timezone.now()
-        current.size, current.sha256, current.mtime, current.ctime = size, sha256, now, now
-        current.backend, current.blob_key = backend, key
-        current.node_id = _this_node() if backend == "localfs" else ""
+        current.size, current.sha256, current.mtime, current.ctime = \
+            blob.size, blob.sha256, now, now
+        current.backend, current.blob_key = blob.backend, blob.key
+        current.node_id = _this_node() if blob.backend == "localfs" else ""
         current.save(update_fields=["size", "sha256", "mtime", "ctime", "backend", "blob_key",
                                     "node_id"])
+    record_file_operation("update", blob.backend)
     return resolve(path) or current, False
+
+
+def create_file(user: User, path: str, chunks: Iterable[bytes], *,
+                expected_sha256: str | None = None) -> Inode:
+    """POST: create a new file (and missing parents); 409 if anything exists at `path`."""
+    if path == paths.ROOT:
+        raise FileAlreadyExists("the root directory exists")
+    _check_target(user, path, replace=False, precondition=None)
+    return _commit(user, path, _store(chunks, expected_sha256), replace=False,
+                   precondition=None)[0]
+
+
+def write_file(user: User, path: str, chunks: Iterable[bytes], *,
+               expected_sha256: str | None = None,
+               precondition: Precondition | None = None) -> tuple[Inode, bool]:
+    """PUT: create or overwrite a file; concurrent writers end with exactly one writer's bytes.
+    Returns (inode, created)."""
+    _check_target(user, path, replace=True, precondition=precondition)
+    return _commit(user, path, _store(chunks, expected_sha256), replace=True,
+                   precondition=precondition)
+
+
+def copy_file(user: User, source: str, path: str, *, replace: bool,
+              precondition: Precondition | None = None) -> tuple[Inode, bool]:
+    """Server-side copy (X-CallFS-Copy-Source): the backend duplicates the blob, no byte passes
+    through this process. Needs read on the source and create/overwrite rights at `path`."""
+    original = stat(user, source)
+    if original.is_dir:
+        raise IsADirectory(f"{source} is a directory; only files can be copied")
+    _require_local_bytes(original)
+    _check_target(user, path, replace=replace, precondition=precondition)
+    backend = get_backend(original.backend)
+    key = backend.new_key()
+    try:
+        with timed_backend_call(backend.name, "copy"):
+            backend.copy(original.blob_key, key)
+    except FileNotFoundError:
+        raise FileNotFound(f"the bytes of {source} are missing from storage") from None
+    record_file_operation("copy", backend.name)
+    return _commit(user, path, Blob(backend.name, key, original.size, original.sha256),
+                   replace=replace, precondition=precondition)
 
 
 # --- deleting -----------------------------------------------------------------------------------
@@ -435,6 +473,7 @@ def delete(user: User, path: str, *, recursive: bool = False,
         for level in reversed(_subtree_levels(doomed, current)):
             for start in range(0, len(level), 500):
                 Inode.objects.filter(pk__in=level[start:start + 500]).delete()
+    record_file_operation("delete", inode.backend)
 
 
 def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
@@ -502,6 +541,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
                 entry.path = paths.rebase(entry.path, old_path, destination)
                 entry.path_hash = paths.path_key(entry.path)
             Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
+    record_file_operation("move", inode.backend)
     return resolve(destination) or current
 
 

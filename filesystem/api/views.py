@@ -4,6 +4,7 @@ directory listings. Views parse input, call one service and shape the HTTP answe
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from django.http import FileResponse, HttpResponse
 from rest_framework.response import Response
@@ -13,7 +14,7 @@ from callfs_site.views import CallFSView
 from filesystem import paths, services
 from filesystem.api import conditional
 from filesystem.api.serializers import ListingParams, MoveRequest
-from filesystem.api.streaming import iter_body, read_json
+from filesystem.api.streaming import has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
 
@@ -47,6 +48,16 @@ def _expected_sha256(request) -> str | None:
     if not _SHA256.fullmatch(value.strip()):
         raise InvalidRequest("X-CallFS-SHA256 must be 64 hexadecimal characters")
     return value.strip().lower()
+
+
+def _copy_source(request) -> str | None:
+    """The canonical path named by X-CallFS-Copy-Source (§16.3); such a request has no body."""
+    source = request.headers.get("X-CallFS-Copy-Source")
+    if source is None:
+        return None
+    if has_body(request):
+        raise InvalidRequest("a copy request (X-CallFS-Copy-Source) must have an empty body")
+    return paths.parse(unquote(source)).path
 
 
 def _not_modified_or_failed(request, inode: Inode) -> HttpResponse | None:
@@ -103,19 +114,27 @@ class FileView(CallFSView):
         if target.trailing_slash:
             _, created = services.make_directory(request.user, target.path)
             return HttpResponse(status=201 if created else 200)
-        services.create_file(request.user, target.path, iter_body(request),
-                             expected_sha256=_expected_sha256(request))
+        copy_source = _copy_source(request)
+        if copy_source is not None:
+            services.copy_file(request.user, copy_source, target.path, replace=False)
+        else:
+            services.create_file(request.user, target.path, iter_body(request),
+                                 expected_sha256=_expected_sha256(request))
         return HttpResponse(status=201)
 
     def put(self, request, path: str = ""):
         target = paths.parse(path)
         if target.trailing_slash:
             raise InvalidRequest("PUT needs a file path; a trailing slash names a directory")
-        _, created = services.write_file(
-            request.user, target.path, iter_body(request),
-            expected_sha256=_expected_sha256(request),
-            precondition=conditional.write_precondition(request.headers),
-        )
+        precondition = conditional.write_precondition(request.headers)
+        copy_source = _copy_source(request)
+        if copy_source is not None:
+            _, created = services.copy_file(request.user, copy_source, target.path,
+                                            replace=True, precondition=precondition)
+        else:
+            _, created = services.write_file(
+                request.user, target.path, iter_body(request),
+                expected_sha256=_expected_sha256(request), precondition=precondition)
         return HttpResponse(status=201 if created else 200)
 
     def patch(self, request, path: str = ""):
