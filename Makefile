@@ -29,3 +29,6 @@ lint: $(VENV)/.dev-installed
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -35,6 +35,8 @@ class RequestContextMiddleware:
         request.request_id = secrets.token_hex(8)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        if request.method == "HEAD" and not response.streaming and response.content:
+            response.content = b""  # errors too: a HEAD answer carries no body
         if (not response.streaming and request.method != "HEAD"
                 and response.status_code not in (204, 304)
                 and not response.has_header("Content-Length")):

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,6 +26,7 @@ from cluster.locks import distributed_lock
 from filesystem import access, paths
 from filesystem.access import User
 from filesystem.exceptions import (
+    BadRequest,
     ChecksumMismatch,
     DirectoryNotEmpty,
     FileAlreadyExists,
@@ -32,6 +35,7 @@ from filesystem.exceptions import (
     IsADirectory,
     NodeUnavailable,
     NotADirectory,
+    PermissionDenied,
 )
 from filesystem.models import Inode, InodeType
 from filesystem.storage import ChecksumMismatchError, get_backend
@@ -41,8 +45,10 @@ logger = logging.getLogger(__name__)
 Precondition = Callable[[Inode | None], None]
 
 # Listing rows are read as tuples: building 10,000 entries must not cost 10,000 model instances.
-_INFO_COLUMNS = ("id", "parent_id", "name", "path", "type", "size", "mode",
-                 "owner__username", "group__name", "mtime")
+_INFO_COLUMNS = ("id", "parent_id", "owner_id", "group_id",
+                 "name", "path", "type", "size", "mode", "owner__username", "group__name", "mtime")
+_INFO_START = 4  # FileInfo fields start here; the ids before them decide permissions
+_ID, _PARENT, _OWNER, _GROUP, _TYPE, _MODE = 0, 1, 2, 3, 6, 8
 MAX_LISTING_DEPTH = 1000
 DEFAULT_LISTING_DEPTH = 100
 _RETRIES = 5
@@ -101,32 +107,38 @@ def resolve(path: str) -> Inode | None:
     return Inode.objects.with_names().at(path).first()
 
 
+def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
+    """(the entry at `path` or None, the deepest existing ancestor) in one query for the entry
+    and all its ancestors, checking `x` on each directory passed through - so a directory the
+    user cannot traverse answers 403 and leaks nothing about what lies below it."""
+    chain = paths.ancestors(path)
+    found = {i.path: i for i in Inode.objects.with_names().at_any([*chain, path])}
+    deepest: Inode | None = None
+    for ancestor in chain:
+        node = found.get(ancestor)
+        if node is None or not node.is_dir:
+            return None, node or deepest
+        access.require_traverse(user, [node])
+        deepest = node
+    return found.get(path), deepest
+
+
 def stat(user: User, path: str) -> Inode:
-    """The inode at `path` if the user may see it; 404 if it does not exist."""
-    inode = resolve(path)
+    """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing."""
+    inode, _ = _walk(user, path)
     if inode is None:
         raise FileNotFound()
-    access.require_read(user, inode)
     return inode
 
 
-def _nearest_existing(path: str) -> Inode:
-    """The deepest existing ancestor of `path` (the root always exists)."""
-    chain = paths.ancestors(path)
-    found = {i.path: i for i in Inode.objects.at_any(chain)}
-    for candidate in reversed(chain):
-        if candidate in found:
-            return found[candidate]
-    raise FileNotFound("the root directory is missing; run 'manage.py migrate'")
-
-
-def _check_can_create(user: User, path: str) -> None:
-    """Before reading an upload: would the user be allowed to create `path`?"""
-    ancestor = _nearest_existing(path)
-    if ancestor.type != InodeType.DIRECTORY:
-        access.require_create_in(user, ancestor)
-        raise NotADirectory(f"{ancestor.path} is not a directory")
-    access.require_create_in(user, ancestor)
+def _check_can_create(user: User, nearest: Inode | None) -> None:
+    """Before reading an upload: may the user create an entry below `nearest`, the deepest
+    existing ancestor of the new path (missing directories in between are made by the user)?"""
+    if nearest is None:
+        raise FileNotFound("the root directory is missing; run 'manage.py migrate'")
+    if not nearest.is_dir:
+        raise NotADirectory(f"{nearest.path} is not a directory")
+    access.require_create_in(user, nearest)
 
 
 @dataclass(frozen=True)
@@ -139,11 +151,12 @@ class Listing:
 
 def list_children(user: User, directory: Inode) -> list[dict]:
     """The immediate children of a directory as FileInfo objects: files first, then
-    directories, each by name (upstream's SQL order)."""
+    directories, each by name (upstream's SQL order). Needs `r` on the directory."""
     access.require_read(user, directory)
     rows = (Inode.objects.filter(parent_id=directory.pk)
             .order_by("-type", "name").values_list(*_INFO_COLUMNS))
-    return [_info(*row[2:]) for row in rows]
+    record_file_operation("list", directory.backend)
+    return [_info(*row[_INFO_START:]) for row in rows]
 
 
 def list_directory(user: User, path: str, *, recursive: bool = False,
@@ -156,6 +169,7 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
         raise NotADirectory(f"{path} is not a directory")
     if not recursive:
         return Listing(directory.path, False, 0, list_children(user, directory))
+    access.require_read(user, directory)
 
     depth = DEFAULT_LISTING_DEPTH if max_depth is None else min(max_depth, MAX_LISTING_DEPTH)
     levels = MAX_LISTING_DEPTH + 1 if depth == 0 else depth + 1
@@ -168,19 +182,22 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
         rows = (Inode.objects.filter(parent_id__in=frontier)
                 .order_by("parent_id", "-type", "name").values_list(*_INFO_COLUMNS))
         for row in rows:
-            children.setdefault(row[1], []).append(row)
-            if row[4] == InodeType.DIRECTORY:
-                next_frontier.append(row[0])
+            children.setdefault(row[_PARENT], []).append(row)
+            # Only into directories the user may read and traverse: say nothing of the rest.
+            if row[_TYPE] == InodeType.DIRECTORY and access.allows_raw(
+                    user, row[_OWNER], row[_GROUP], row[_MODE], access.READ | access.EXECUTE):
+                next_frontier.append(row[_ID])
         frontier = next_frontier
 
     # Each directory's children come together, then each child directory's subtree in order.
-    items = [_info(*row[2:]) for row in children.get(directory.pk, ())]
-    pending = [row[0] for row in reversed(children.get(directory.pk, ()))
-               if row[4] == InodeType.DIRECTORY]
+    items = [_info(*row[_INFO_START:]) for row in children.get(directory.pk, ())]
+    pending = [row[_ID] for row in reversed(children.get(directory.pk, ()))
+               if row[_TYPE] == InodeType.DIRECTORY]
     while pending:
         rows = children.get(pending.pop(), ())
-        items.extend(_info(*row[2:]) for row in rows)
-        pending.extend(row[0] for row in reversed(rows) if row[4] == InodeType.DIRECTORY)
+        items.extend(_info(*row[_INFO_START:]) for row in rows)
+        pending.extend(row[_ID] for row in reversed(rows) if row[_TYPE] == InodeType.DIRECTORY)
+    record_file_operation("list", directory.backend)
     return Listing(directory.path, True, depth, items)
 
 
@@ -219,13 +236,11 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
         if index + 1 < len(chain) and Inode.objects.at(chain[index + 1]).exists():
             continue  # someone created the next level while we waited for the lock
         if not parent.is_dir:
-            access.require_create_in(user, parent)
             raise NotADirectory(f"{parent.path} is not a directory")
         for missing in chain[index + 1:]:
             access.require_create_in(user, parent)
             if not create_missing:
-                raise InvalidRequest(f'destination parent "{paths.parent_of(missing)}" '
-                                     "does not exist")
+                raise BadRequest(f'destination parent "{paths.parent_of(path)}" does not exist')
             parent = Inode.objects.create(
                 parent=parent, name=paths.name_of(missing), path=missing,
                 type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
@@ -262,14 +277,12 @@ def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
 
 def make_directory(user: User, path: str) -> tuple[Inode, bool]:
     """mkdir -p: create `path` and missing parents; an existing directory is fine (False)."""
-    if path == paths.ROOT:
-        return stat(user, path), False
-    existing = resolve(path)
+    existing, nearest = _walk(user, path)
     if existing is not None:
-        access.require_write(user, existing)
         if existing.is_dir:
             return existing, False
         raise _conflict(existing, wants_directory=True)
+    _check_can_create(user, nearest)
     with distributed_lock(path), transaction.atomic():
         parent = _locked_parent(user, path)
         existing = Inode.objects.at(path).first()
@@ -324,17 +337,18 @@ def _check_target(user: User, path: str, *, replace: bool,
     """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
     if path == paths.ROOT:
         raise IsADirectory("the root is a directory")
-    existing = resolve(path)
+    existing, nearest = _walk(user, path)
     if precondition:
         precondition(existing)
     if existing is None:
-        _check_can_create(user, path)
+        _check_can_create(user, nearest)
         return
-    access.require_write(user, existing)
     if not replace:
+        access.require_create_in(user, nearest)
         raise _conflict(existing, wants_directory=False)
     if existing.is_dir:
         raise IsADirectory(f"{path} is a directory")
+    access.require_write(user, existing)
     _require_local_bytes(existing)
 
 
@@ -404,6 +418,7 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
     """Server-side copy (X-CallFS-Copy-Source): the backend duplicates the blob, no byte passes
     through this process. Needs read on the source and create/overwrite rights at `path`."""
     original = stat(user, source)
+    access.require_read(user, original)
     if original.is_dir:
         raise IsADirectory(f"{source} is a directory; only files can be copied")
     _require_local_bytes(original)
@@ -442,12 +457,13 @@ def delete(user: User, path: str, *, recursive: bool = False,
            precondition: Precondition | None = None) -> None:
     """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
     (every entry must be deletable by the user)."""
-    inode = stat(user, path)
+    inode, parent = _walk(user, path)
+    if inode is None:
+        raise FileNotFound()
     if precondition:
         precondition(inode)
-    access.require_delete(user, inode)
-    if inode.is_root:
-        raise InvalidRequest("the root directory cannot be deleted")
+    _refuse_root(user, inode)
+    access.require_remove(user, inode, parent)
     _require_local_bytes(inode)
     with distributed_lock(path), transaction.atomic():
         current = Inode.objects.select_for_update().at(path).first()
@@ -455,16 +471,22 @@ def delete(user: User, path: str, *, recursive: bool = False,
             raise FileNotFound()
         if precondition:
             precondition(current)
-        access.require_delete(user, current)
         doomed = [current]
         if current.is_dir:
             levels = _subtree(current, lock=True)
             if levels and not recursive:
                 raise DirectoryNotEmpty(f"{path} is not empty")
+            # rm -r, all or nothing: every directory must be listable, every entry removable.
+            directories = {current.pk: current}
             for level in levels:
                 for entry in level:
-                    access.require_delete(user, entry)
+                    holder = directories[entry.parent_id]
+                    if not access.can_descend(user, holder):
+                        raise PermissionDenied(f"cannot list {holder.path}")
+                    access.require_remove(user, entry, holder)
                     _require_local_bytes(entry)
+                    if entry.is_dir:
+                        directories[entry.pk] = entry
             doomed += [entry for level in levels for entry in level]
         for entry in doomed:
             if entry.type == InodeType.FILE:
@@ -474,6 +496,14 @@ def delete(user: User, path: str, *, recursive: bool = False,
             for start in range(0, len(level), 500):
                 Inode.objects.filter(pk__in=level[start:start + 500]).delete()
     record_file_operation("delete", inode.backend)
+
+
+def _refuse_root(user: User, inode: Inode) -> None:
+    """The root can be neither deleted nor moved: 403 for users (it is root's), 400 for admins."""
+    if inode.is_root:
+        if not access.is_admin(user):
+            raise PermissionDenied()
+        raise BadRequest("the root directory cannot be deleted, moved or replaced")
 
 
 def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
@@ -495,21 +525,35 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
          precondition: Precondition | None = None) -> Inode:
     """Rename or move a file or directory (with its subtree). Metadata-only: blobs are keyed
     by id, not path. Owner, mode and mtime are kept."""
-    inode = resolve(source)
+    inode, parent = _walk(user, source)
     if inode is None:
         raise FileNotFound()
     if precondition:
         precondition(inode)
-    access.require_delete(user, inode)
-    if inode.is_root or destination == paths.ROOT:
-        raise InvalidRequest("the root directory cannot be moved or replaced")
+    _refuse_root(user, inode)
+    access.require_remove(user, inode, parent)
+    if destination == paths.ROOT:
+        raise BadRequest("the root directory cannot be moved or replaced")
     if backend is not None and backend != inode.backend:
-        raise InvalidRequest(f"moving between backends ({inode.backend} -> {backend}) is not "
-                             "supported on this node")
+        raise BadRequest(f"moving between backends ({inode.backend} -> {backend}) is not "
+                         "supported on this node")
     if destination == source:
-        raise InvalidRequest("destination is the source")
+        raise BadRequest("destination is the source")
     if paths.is_within(destination, source):
-        raise InvalidRequest("destination is inside the source")
+        raise BadRequest("destination is inside the source")
+    if inode.is_dir and paths.parent_of(destination) != paths.parent_of(source):
+        access.require_move_directory(user, inode)
+    target, nearest = _walk(user, destination)
+    if target is not None:
+        if not overwrite:
+            raise FileAlreadyExists(f"{destination} already exists")
+        access.require_remove(user, target, nearest)
+        _replaceable(inode, target)
+    elif nearest is not None and nearest.path != paths.parent_of(destination) \
+            and not create_parents:
+        raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
+    else:
+        _check_can_create(user, nearest)
 
     with distributed_lock(source, destination), transaction.atomic():
         current = Inode.objects.select_for_update().at(source).first()
@@ -521,7 +565,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         if target is not None:
             if not overwrite:
                 raise FileAlreadyExists(f"{destination} already exists")
-            _replaceable(user, current, target)
+            _replaceable(current, target)
         parent = _locked_parent(user, destination, owner_id=current.owner_id,
                                 create_missing=create_parents)
         access.require_create_in(user, parent)
@@ -545,9 +589,9 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     return resolve(destination) or current
 
 
-def _replaceable(user: User, source: Inode, target: Inode) -> None:
-    """May `source` replace the existing `target` (§7.7 row 16, §16.1 item 8)?"""
-    access.require_delete(user, target)
+def _replaceable(source: Inode, target: Inode) -> None:
+    """Can `source` replace the existing `target` (§7.7 row 16)? Types must match and a
+    directory must be empty; the caller checked the right to remove `target` (§16.1 item 8)."""
     if target.is_dir and not source.is_dir:
         raise IsADirectory(f"{target.path} is a directory")
     if source.is_dir and not target.is_dir:
@@ -555,3 +599,40 @@ def _replaceable(user: User, source: Inode, target: Inode) -> None:
     if target.is_dir and Inode.objects.filter(parent_id=target.pk).exists():
         raise DirectoryNotEmpty(f"{target.path} is not empty")
     _require_local_bytes(target)
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+def change_metadata(user: User, path: str, *, mode: int | None = None,
+                    group: str | None = None, owner: str | None = None,
+                    precondition: Precondition | None = None) -> Inode:
+    """chmod / chgrp / chown (§16.2): mode by the owner, group by the owner to one of their own
+    groups, owner by superusers only; any of them by superusers."""
+    inode = stat(user, path)
+    if precondition:
+        precondition(inode)
+    changes: dict[str, object] = {}
+    if mode is not None:
+        access.require_chmod(user, inode)
+        changes["mode"] = mode
+    if group is not None:
+        group_row = Group.objects.filter(name=group).first()
+        if group_row is None:
+            raise InvalidRequest(f"no group named {group!r}")
+        access.require_chgrp(user, inode, group_row.pk)
+        changes["group_id"] = group_row.pk
+    if owner is not None:
+        access.require_chown(user)
+        owner_row = get_user_model().objects.filter(username=owner).first()
+        if owner_row is None:
+            raise InvalidRequest(f"no user named {owner!r}")
+        changes["owner_id"] = owner_row.pk
+    with distributed_lock(path), transaction.atomic():
+        current = Inode.objects.select_for_update().at(path).first()
+        if current is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(current)
+        Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
+    record_file_operation("chmod", inode.backend)
+    return resolve(path) or inode

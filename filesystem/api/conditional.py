@@ -113,9 +113,11 @@ def byte_range(headers, inode: Inode) -> tuple[int, int] | None:
             end = int(last) if last else size - 1
     except ValueError:
         return None  # a malformed Range header is ignored (RFC 9110 §14.2)
-    if start < 0 or end < start:
+    if start < 0:
         return None
     if start >= size:
         raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    if end < start:
+        return None
     end = min(end, size - 1)
     return start, end - start + 1

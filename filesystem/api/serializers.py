@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from filesystem import paths
@@ -64,3 +66,18 @@ class MoveRequest(serializers.Serializer):
         if bool(attrs.get("name")) == bool(attrs.get("destination")):
             raise serializers.ValidationError("exactly one of name or destination is required")
         return attrs
+
+
+class MetadataRequest(serializers.Serializer):
+    """PATCH body that changes metadata (§16.2): `mode` as an octal string, `group`, `owner`."""
+
+    mode = StrictCharField(required=False)
+    group = StrictCharField(required=False)
+    owner = StrictCharField(required=False)
+
+    FIELDS = ("mode", "group", "owner")
+
+    def validate_mode(self, value: str) -> int:
+        if not re.fullmatch(r"0?[0-7]{3,4}", value) or int(value, 8) > 0o7777:
+            raise serializers.ValidationError('must be an octal string such as "0640"')
+        return int(value, 8)

@@ -13,7 +13,7 @@ from callfs_site.errors import NotFound
 from callfs_site.views import CallFSView
 from filesystem import paths, services
 from filesystem.api import conditional
-from filesystem.api.serializers import ListingParams, MoveRequest
+from filesystem.api.serializers import ListingParams, MetadataRequest, MoveRequest
 from filesystem.api.streaming import has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
@@ -142,6 +142,9 @@ class FileView(CallFSView):
         body = read_json(request, PATCH_BODY_LIMIT)
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
+        precondition = conditional.write_precondition(request.headers)
+        if any(key in body for key in MetadataRequest.FIELDS):
+            return self._change_metadata(request, source, body, precondition)
         move = MoveRequest(data=body)
         if not move.is_valid():
             raise BadRequest(_first_error(move.errors))
@@ -153,9 +156,20 @@ class FileView(CallFSView):
             overwrite=options["overwrite"] or request.query_params.get("overwrite") == "true",
             create_parents=options["create_parents"],
             backend=options.get("backend"),
-            precondition=conditional.write_precondition(request.headers),
+            precondition=precondition,
         )
         return Response({"path": inode.path})
+
+    @staticmethod
+    def _change_metadata(request, path: str, body: dict, precondition):
+        if body.get("name") or body.get("destination"):
+            raise InvalidRequest("mode/group/owner cannot be combined with name/destination")
+        change = MetadataRequest(data=body)
+        if not change.is_valid():
+            raise InvalidRequest(_first_error(change.errors))
+        inode = services.change_metadata(request.user, path, precondition=precondition,
+                                         **change.validated_data)
+        return Response(services.file_info(inode))
 
     def delete(self, request, path: str = ""):
         services.delete(

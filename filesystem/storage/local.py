@@ -16,34 +16,46 @@ from filesystem.storage.base import ChecksumMismatchError, StorageBackend, Write
 class LocalFileReader(io.RawIOBase):
     """A byte range of a blob file. It keeps the real descriptor, positioned at the range start,
     so gunicorn's `wsgi.file_wrapper` sends it with sendfile(); `read()` stops at the range end
-    for servers that copy through Python instead."""
+    for servers that copy through Python instead. Positions are those of the underlying file
+    (socket.sendfile() seeks to `offset + sent` when it is done); SEEK_END is the range end."""
 
     def __init__(self, path: Path, start: int, length: int | None):
         super().__init__()
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         try:
-            if start:
-                self._file.seek(start)
             total = os.fstat(self._file.fileno()).st_size
+            self._start = min(start, total)
+            self._end = total if length is None else min(self._start + length, total)
+            self._position = self._file.seek(self._start)
         except BaseException:
             self._file.close()
             raise
-        available = max(total - start, 0)
-        self._remaining = available if length is None else min(length, available)
 
     def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
         return True
 
     def fileno(self) -> int:
         return self._file.fileno()
 
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._end}[whence]
+        self._position = self._file.seek(max(base + offset, 0))
+        return self._position
+
     def read(self, size: int = -1) -> bytes:
-        if self._remaining <= 0:
+        remaining = self._end - self._position
+        if remaining <= 0:
             return b""
-        if size is None or size < 0 or size > self._remaining:
-            size = self._remaining
+        if size is None or size < 0 or size > remaining:
+            size = remaining
         data = self._file.read(size)
-        self._remaining -= len(data)
+        self._position += len(data)
         return data
 
     def readinto(self, buffer) -> int:

@@ -1,0 +1,475 @@
+"""`make bench`: CallFS under gunicorn against nginx's WebDAV module, side by side on loopback.
+
+Both servers get the same work: small-file (4 KiB) GET/HEAD/PUT with wrk (16 connections, C load
+generator), a 1 GiB upload and download with curl, and the listing of a 10,000-entry directory.
+For CallFS it also samples the gunicorn workers' RSS during the large transfers. Nothing is
+deleted between phases (this disk creates files very slowly for minutes after mass deletes);
+a file-creation probe before each phase reports when the disk was slow.
+
+    python bench/run.py [--rounds 3] [--duration 8] [--big-mib 1024] [--list-entries 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+KEY = "bench-api-key-0123456789abcdef"
+SMALL = b"0123456789abcdef" * 256  # 4 KiB
+SMALL_FILES = 1000
+CONNECTIONS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx"), ("curl", "curl"),
+                                     ("ab", "apache2-utils"))
+               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        print(f"installing {' '.join(missing)} (apt)", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL)
+
+
+class Server(ABC):
+    name: str
+    base: str
+    auth: str | None = None
+    pids: list[int]
+
+    files_prefix = ""  # where files live in the URL space
+
+    def url(self, path: str) -> str:
+        return self.base + self.files_prefix + path
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.auth}"} if self.auth else {}
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+    @abstractmethod
+    def list_url(self, directory: str) -> str:
+        """Where a GET lists `directory` as JSON."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server."""
+
+
+class CallFS(Server):
+    name = "callfs"
+
+    def __init__(self, work: Path, workers: int, threads: int, database_url: str | None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.files_prefix = "/v1/files"
+        self.auth = KEY
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url or f"sqlite:///{work}/callfs.sqlite3",
+            "CALLFS_DATA_DIR": str(work / "callfs-data"),
+            "CALLFS_API_KEYS": f"bench:{KEY}",
+            "CALLFS_BIND": f"127.0.0.1:{self.port}",
+            "CALLFS_WORKERS": str(workers),
+            "CALLFS_THREADS": str(threads),
+            "CALLFS_LOG_LEVEL": "warning",
+            "DJANGO_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+        }
+        python = sys.executable
+        subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env,
+                       check=True, stdout=subprocess.DEVNULL)
+        self.log = open(work / "gunicorn.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([python, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                                     cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
+        wait_http(self.base + "/health")
+
+    def worker_pids(self) -> list[int]:
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                children.append(int(stat.parent.name))
+        return children
+
+    def list_url(self, directory: str) -> str:
+        return f"{self.base}/v1/directories{directory}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def __init__(self, work: Path):
+        self.port = free_port()
+        self.prefix = work / "nginx"
+        self.root = self.prefix / "root"
+        for sub in ("root", "tmp", "logs"):
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(f"""
+user root;
+worker_processes 2;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_max_body_size 0;
+  client_body_temp_path {self.prefix}/tmp;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {self.root};
+    location / {{
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+      autoindex on;
+      autoindex_format json;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(conf),
+                                      "-g", "daemon off;"])
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_http(self.base + "/")
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def list_url(self, directory: str) -> str:
+        return f"{self.base}{directory}/"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Peak RSS of each worker while a transfer runs, against its RSS just before."""
+
+    def __init__(self, server: Server):
+        self.pids = server.worker_pids()
+        self.before = {pid: rss_kib(pid) for pid in self.pids}
+        self.peak = dict(self.before)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_kib(pid))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.peak.values(), default=0) / 1024
+
+    @property
+    def growth_mib(self) -> float:
+        return max((self.peak[p] - self.before[p] for p in self.pids), default=0) / 1024
+
+
+def creation_probe(directory: Path, count: int = 300) -> float:
+    """Files created per second right now in this file system (a slow disk explains slow PUTs)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for i in range(count):
+        (directory / f"{uuid.uuid4().hex}-{i}").write_bytes(b"x")
+    return count / (time.perf_counter() - started)
+
+
+def wrk(server: Server, script: str, duration: int, env: dict[str, str]) -> dict:
+    cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "-s",
+           str(BENCH / script), server.base]
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**os.environ, "BENCH_AUTH": server.auth or "", **env}).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+
+    def percentile(p: str) -> float:
+        match = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {"ops": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def ab_head(server: Server, duration: int, path: str) -> dict:
+    """HEAD with ApacheBench: wrk waits for a body after a HEAD answer that has Content-Length."""
+    cmd = ["ab", "-q", "-i", "-k", "-c", str(CONNECTIONS), "-t", str(duration), "-n", "10000000"]
+    if server.auth:
+        cmd += ["-H", f"Authorization: Bearer {server.auth}"]
+    out = subprocess.run(cmd + [server.url(path)], capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    failed = re.search(r"Failed requests:\s+(\d+)", out)
+
+    def percentile(p: str) -> float:
+        return float(re.search(rf"^\s+{p}%\s+(\d+)", out, re.M).group(1))
+
+    return {"ops": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": failed.group(1) if failed else ""}
+
+
+def seed_small(server: Server, prefix: str) -> None:
+    session = requests.Session()
+    session.headers.update(server.headers())
+    for i in range(SMALL_FILES):
+        response = session.put(server.url(f"{prefix}f{i}.bin"), data=SMALL)
+        response.raise_for_status()
+
+
+def fill_directory(server: Server, directory: str, entries: int) -> None:
+    """`entries` small files in one directory, written over 8 connections."""
+    local = threading.local()
+
+    def put(i: int) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            local.session.headers.update(server.headers())
+        local.session.put(server.url(f"{directory}/e{i:05d}"), data=b"x").raise_for_status()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(entries)))
+
+
+def time_listing(server: Server, directory: str, entries: int) -> float:
+    session = requests.Session()
+    session.headers.update(server.headers())
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        response = session.get(server.list_url(directory))
+        elapsed = time.perf_counter() - started
+        response.raise_for_status()
+        body = response.json()
+        count = len(body["items"]) if isinstance(body, dict) else len(body)
+        if count < entries:
+            raise RuntimeError(f"{server.name} listed {count} of {entries} entries")
+        times.append(elapsed)
+    return statistics.median(times)
+
+
+def curl_transfer(server: Server, method: str, path: str, big: Path) -> tuple[float, float]:
+    """(MB/s, seconds) of one large upload (PUT from `big`) or download (to /dev/null)."""
+    cmd = ["curl", "-s", "-S", "-f", "-o", "/dev/null", "-H", "Expect:",
+           "-w", "%{time_total}"]
+    if server.auth:
+        cmd += ["-H", f"Authorization: Bearer {server.auth}"]
+    if method == "PUT":
+        cmd += ["-T", str(big)]
+    cmd.append(server.url(path))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    seconds = float(out.strip())
+    return big.stat().st_size / seconds / 1e6, seconds
+
+
+def run_round(servers: list[Server], args, work: Path, big: Path, round_no: int) -> dict:
+    results: dict[str, dict] = {s.name: {} for s in servers}
+    probe_dir = work / "probe"
+    for server in servers:
+        r = results[server.name]
+        prefix = f"/r{round_no}/"
+        r["disk_creates_per_s"] = round(creation_probe(probe_dir), 0)
+        seed_small(server, prefix + "small/")
+        env = {"BENCH_PREFIX": server.files_prefix + prefix + "small/",
+               "BENCH_FILES": str(SMALL_FILES)}
+        r["get"] = wrk(server, "get.lua", args.duration, {**env, "BENCH_METHOD": "GET"})
+        r["head"] = ab_head(server, args.duration, prefix + "small/f7.bin")
+        r["put"] = wrk(server, "put.lua", args.duration,
+                       {"BENCH_PREFIX": server.files_prefix + prefix + "put/",
+                        "BENCH_RUN": str(round_no)})
+        with RssSampler(server) as rss:
+            r["upload_mb_s"], _ = curl_transfer(server, "PUT", f"{prefix}big.bin", big)
+        r["upload_rss_peak_mib"], r["upload_rss_growth_mib"] = rss.peak_mib, rss.growth_mib
+        with RssSampler(server) as rss:
+            r["download_mb_s"], _ = curl_transfer(server, "GET", f"{prefix}big.bin", big)
+        r["download_rss_peak_mib"], r["download_rss_growth_mib"] = rss.peak_mib, rss.growth_mib
+        if round_no == 0:
+            fill_directory(server, "/listing", args.list_entries)
+        r["list_s"] = time_listing(server, "/listing", args.list_entries)
+        print(f"  round {round_no + 1} {server.name}: done", flush=True)
+    return results
+
+
+def summarize(rounds: list[dict]) -> dict:
+    def med(server: str, *keys: str) -> float:
+        values = []
+        for result in rounds:
+            value = result[server]
+            for key in keys:
+                value = value[key]
+            values.append(value)
+        return statistics.median(values)
+
+    metrics = [
+        ("small GET ops/s", ("get", "ops")), ("small GET p50 ms", ("get", "p50_ms")),
+        ("small GET p99 ms", ("get", "p99_ms")), ("small HEAD ops/s", ("head", "ops")),
+        ("small HEAD p50 ms", ("head", "p50_ms")), ("small HEAD p99 ms", ("head", "p99_ms")),
+        ("small PUT ops/s", ("put", "ops")), ("small PUT p50 ms", ("put", "p50_ms")),
+        ("small PUT p99 ms", ("put", "p99_ms")),
+        ("1 GiB upload MB/s", ("upload_mb_s",)), ("1 GiB download MB/s", ("download_mb_s",)),
+        ("list 10k entries s", ("list_s",)),
+        ("upload peak RSS MiB", ("upload_rss_peak_mib",)),
+        ("upload RSS growth MiB", ("upload_rss_growth_mib",)),
+        ("download peak RSS MiB", ("download_rss_peak_mib",)),
+        ("download RSS growth MiB", ("download_rss_growth_mib",)),
+        ("disk creates/s (probe)", ("disk_creates_per_s",)),
+    ]
+    table = {}
+    for label, keys in metrics:
+        ours, theirs = med("callfs", *keys), med("nginx", *keys)
+        table[label] = {"callfs": ours, "nginx": theirs,
+                        "ratio": (ours / theirs) if theirs else None}
+    errors = sum(r[s][k]["errors"] for r in rounds for s in r for k in ("get", "head", "put"))
+    table["non-2xx responses (all rounds)"] = {"callfs": errors, "nginx": 0, "ratio": None}
+    return table
+
+
+TARGETS = {  # issue 3's targets for this machine
+    "small GET ops/s": lambda t: t["callfs"] >= 3000,
+    "small HEAD ops/s": lambda t: t["callfs"] >= 3000,
+    "small PUT ops/s": lambda t: t["callfs"] >= 1000,
+    "1 GiB upload MB/s": lambda t: t["ratio"] >= 0.8,
+    "1 GiB download MB/s": lambda t: t["ratio"] >= 0.6,
+    "list 10k entries s": lambda t: t["callfs"] <= 0.25,
+    "upload RSS growth MiB": lambda t: t["callfs"] < 10,
+    "download RSS growth MiB": lambda t: t["callfs"] < 10,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk phase")
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--list-entries", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("CALLFS_WORKERS", 4)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("CALLFS_THREADS", 4)))
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--output", default=str(BENCH / "results" / "latest.json"))
+    args = parser.parse_args()
+
+    ensure_tools()
+    work = Path(tempfile.mkdtemp(prefix="callfs-bench-", dir=os.environ.get("BENCH_DIR")))
+    big = work / "big.bin"
+    with open(big, "wb") as out:
+        for _ in range(args.big_mib):
+            out.write(os.urandom(1024 * 1024))
+    servers: list[Server] = []
+    try:
+        servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work)]
+        rounds = []
+        for round_no in range(args.rounds):
+            rounds.append(run_round(servers, args, work, big, round_no))
+    finally:
+        for server in servers:
+            server.stop()
+        # Only the few large files go: deleting the many small ones would slow file creation on
+        # this disk for minutes (see the module docstring).
+        for large in work.rglob("big.bin"):
+            large.unlink()
+    table = summarize(rounds)
+
+    print(f"\nCallFS (gunicorn, {args.workers} workers x {args.threads} threads) vs nginx WebDAV, "
+          f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores")
+    print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}  target")
+    failed = []
+    for label, row in table.items():
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+        check = TARGETS.get(label)
+        verdict = "" if check is None else ("met" if check(row) else "MISSED")
+        if verdict == "MISSED":
+            failed.append(label)
+        print(f"{label:32} {row['callfs']:>12.3f} {row['nginx']:>12.3f} {ratio:>8}  {verdict}")
+
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(
+        {"args": vars(args), "machine": {"node": platform.node(), "cores": os.cpu_count(),
+                                         "python": platform.python_version()},
+         "rounds": rounds, "summary": table}, indent=2))
+    print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
+    if failed:
+        print(f"targets missed: {', '.join(failed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The real server under gunicorn (the project's gunicorn.conf.py) on a free loopback port.
+
+SQLite in a temp dir by default; when DATABASE_URL is a PostgreSQL URL (and REDIS_URL is set) the
+same suite runs against those services. Every path the tests touch lies below a fresh
+`/bb-<random>` directory, so runs sharing one PostgreSQL database never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+PROJECT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (the gunicorn workers of a master)."""
+    found: set[int] = set()
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                found.update(int(p) for p in (task / "children").read_text().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    if found:
+        return sorted(found)
+    for entry in Path("/proc").iterdir():  # kernels without the children file
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return sorted(found)
+
+
+def rss_bytes(pid: int) -> int | None:
+    """VmRSS of a process in bytes, None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def log_tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Server:
+    base_url: str
+    host: str
+    port: int
+    alice_key: str
+    bob_key: str
+    data_dir: Path
+    pid: int
+    log_path: Path
+    prefix: str  # "/bb-<random>": every test path lies below it
+    initial_workers: list[int] = field(default_factory=list)
+
+    def url(self, path: str = "") -> str:
+        """The /v1/files URL of `path` (relative to the run's prefix)."""
+        return f"{self.base_url}/v1/files{self.prefix}/{path.lstrip('/')}"
+
+    def raw_target(self, path: str = "") -> str:
+        """The request target of `path` (relative to the prefix), for raw-socket requests."""
+        return f"/v1/files{self.prefix}/{path.lstrip('/')}"
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.alice_key}"}
+
+    def session(self, key: str | None = None, *, keep_alive: bool = False) -> requests.Session:
+        """A requests session as `key` (alice by default). Without keep_alive every request
+        uses a fresh connection, so one test's connection trouble cannot leak into another
+        (keep-alive has its own test)."""
+        session = requests.Session()
+        session.headers.update(self.auth(key))
+        if not keep_alive:
+            session.headers["Connection"] = "close"
+        return session
+
+    def workers(self) -> list[int]:
+        return child_pids(self.pid)
+
+    def log(self) -> str:
+        return log_tail(self.log_path)
+
+
+def _environment(tmp: Path, port: int, alice_key: str, bob_key: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes (and removes) its own
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        database_url = f"sqlite:///{tmp / 'db.sqlite3'}"
+    env.update({
+        "DATABASE_URL": database_url,
+        "CALLFS_DATA_DIR": str(tmp / "data"),
+        "CALLFS_API_KEYS": f"alice:{alice_key},bob:{bob_key}",
+        "CALLFS_BIND": f"127.0.0.1:{port}",
+        "CALLFS_WORKERS": "2",
+        "CALLFS_THREADS": "4",
+        "CALLFS_LOG_LEVEL": "warning",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+        "DJANGO_SETTINGS_MODULE": "callfs_site.settings",
+    })
+    if os.environ.get("REDIS_URL"):
+        env["REDIS_URL"] = os.environ["REDIS_URL"]
+    return env
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("callfs-blackbox")
+    port = free_port()
+    alice_key, bob_key = f"alice-{secrets.token_hex(16)}", f"bob-{secrets.token_hex(16)}"
+    env = _environment(tmp, port, alice_key, bob_key)
+
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    if migrate.returncode != 0:
+        pytest.fail(f"migrate failed ({migrate.returncode}):\n{migrate.stdout[-3000:]}\n"
+                    f"{migrate.stderr[-3000:]}")
+
+    log_path = tmp / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {process.returncode} during start-up:\n"
+                            f"{log_tail(log_path)}")
+            try:
+                if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"/health did not answer 200 within {START_TIMEOUT:.0f} s:\n"
+                            f"{log_tail(log_path)}")
+            time.sleep(0.1)
+        # Both workers boot independently; give the second one a moment to be listed.
+        deadline = time.monotonic() + 5
+        while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv = Server(
+            base_url=base_url, host="127.0.0.1", port=port, alice_key=alice_key,
+            bob_key=bob_key, data_dir=tmp / "data", pid=process.pid, log_path=log_path,
+            prefix=f"/bb-{secrets.token_hex(6)}",
+        )
+        srv.initial_workers = srv.workers()
+        yield srv
+    finally:
+        _stop(process)
