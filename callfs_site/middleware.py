@@ -51,9 +51,11 @@ class RequestContextMiddleware:
         HTTP_DURATION.labels(request.method, route).observe(elapsed)
         if logger.isEnabledFor(logging.INFO):
             user = getattr(request, "user", None)
+            # A download URL is a bearer credential: log the route, never the token.
+            path = route if route == "/download/{token}" else request.path
             logger.info(
                 "%s %s %s %.1fms",
-                request.method, request.path, response.status_code, elapsed * 1000,
+                request.method, path, response.status_code, elapsed * 1000,
                 extra={"request_id": request.request_id, "method": request.method,
                        "route": route, "status": response.status_code,
                        "duration_ms": round(elapsed * 1000, 2),

@@ -21,7 +21,9 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from callfs_site.errors import ServiceUnavailable
 from callfs_site.metrics import record_file_operation, timed_backend_call
+from cluster.exceptions import LockTimeout
 from cluster.locks import distributed_lock
 from filesystem import access, paths
 from filesystem.access import User
@@ -38,7 +40,14 @@ from filesystem.exceptions import (
     PermissionDenied,
 )
 from filesystem.models import Inode, InodeType
-from filesystem.storage import ChecksumMismatchError, get_backend
+from filesystem.storage import (
+    BackendUnavailable,
+    ChecksumMismatchError,
+    StorageBackend,
+    UnknownBackend,
+    available_backends,
+    get_backend,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,7 @@ _ID, _PARENT, _OWNER, _GROUP, _TYPE, _MODE = 0, 1, 2, 3, 6, 8
 MAX_LISTING_DEPTH = 1000
 DEFAULT_LISTING_DEPTH = 100
 _RETRIES = 5
+CHUNK = 1024 * 1024
 
 
 def format_time(moment: datetime) -> str:
@@ -93,11 +103,30 @@ def _discard_after_commit(backend_name: str, key: str) -> None:
 
     def discard() -> None:
         try:
-            get_backend(backend_name).delete(key)
+            _backend(backend_name).delete(key)
         except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
             logger.exception("could not delete blob %s from %s", key, backend_name)
 
     transaction.on_commit(discard)
+
+
+@contextmanager
+def _backend_call(backend: str, operation: str) -> Iterator[None]:
+    """Time a backend call and turn an unreachable backend into 503 SERVICE_UNAVAILABLE."""
+    try:
+        with timed_backend_call(backend, operation):
+            yield
+    except BackendUnavailable as exc:
+        logger.warning("storage backend %s failed during %s: %s", backend, operation, exc)
+        raise ServiceUnavailable(f"the {backend} storage backend is unavailable") from None
+
+
+def _backend(name: str) -> StorageBackend:
+    try:
+        return get_backend(name)
+    except UnknownBackend:
+        raise ServiceUnavailable(f"the {name} storage backend is not configured on this node"
+                                 ) from None
 
 
 # --- lookups ------------------------------------------------------------------------------------
@@ -208,8 +237,8 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
         raise IsADirectory(f"{inode.path} is a directory")
     _require_local_bytes(inode)
     try:
-        with timed_backend_call(inode.backend, "open"):
-            reader = get_backend(inode.backend).open(inode.blob_key, start, length)
+        with _backend_call(inode.backend, "open"):
+            reader = _backend(inode.backend).open(inode.blob_key, start, length)
     except FileNotFoundError:
         logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
                      inode.backend)
@@ -310,25 +339,50 @@ class Blob:
     sha256: str
 
 
-def _store(chunks: Iterable[bytes], expected_sha256: str | None) -> Blob:
-    """Write an upload to the default backend under a fresh key."""
-    backend = get_backend(settings.CALLFS.default_backend)
+def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
+           backend_name: str | None = None) -> Blob:
+    """Write a stream to a backend (default: CALLFS_DEFAULT_BACKEND) under a fresh key."""
+    backend = _backend(backend_name or settings.CALLFS.default_backend)
     key = backend.new_key()
     try:
-        with timed_backend_call(backend.name, "write"):
+        with _backend_call(backend.name, "write"):
             result = backend.write(key, chunks, expected_sha256)
     except ChecksumMismatchError:
         raise ChecksumMismatch() from None
     return Blob(backend.name, key, result.size, result.sha256)
 
 
+def _transfer(inode: Inode, backend_name: str) -> Blob:
+    """Copy a file's bytes into a (possibly other) backend under a fresh key: inside one
+    backend the backend copies by itself, across backends the bytes stream through here in
+    constant memory, and the sha256 is checked on arrival."""
+    source = _backend(inode.backend)
+    if backend_name == inode.backend:
+        key = source.new_key()
+        try:
+            with _backend_call(source.name, "copy"):
+                source.copy(inode.blob_key, key)
+        except FileNotFoundError:
+            raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+        return Blob(source.name, key, inode.size, inode.sha256)
+    try:
+        with _backend_call(source.name, "open"):
+            reader = source.open(inode.blob_key)
+    except FileNotFoundError:
+        raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+    with reader:
+        return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, backend_name)
+
+
 @contextmanager
-def _committing_blob(blob: Blob) -> Iterator[None]:
+def _committing_blob(blob: Blob | None) -> Iterator[None]:
     """If the metadata commit fails, the freshly written blob is removed again."""
     try:
         yield
     except BaseException:
-        get_backend(blob.backend).delete(blob.key)
+        if blob is None:
+            raise
+        _backend(blob.backend).delete(blob.key)
         raise
 
 
@@ -423,16 +477,9 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
         raise IsADirectory(f"{source} is a directory; only files can be copied")
     _require_local_bytes(original)
     _check_target(user, path, replace=replace, precondition=precondition)
-    backend = get_backend(original.backend)
-    key = backend.new_key()
-    try:
-        with timed_backend_call(backend.name, "copy"):
-            backend.copy(original.blob_key, key)
-    except FileNotFoundError:
-        raise FileNotFound(f"the bytes of {source} are missing from storage") from None
-    record_file_operation("copy", backend.name)
-    return _commit(user, path, Blob(backend.name, key, original.size, original.sha256),
-                   replace=replace, precondition=precondition)
+    blob = _transfer(original, settings.CALLFS.default_backend)
+    record_file_operation("copy", blob.backend)
+    return _commit(user, path, blob, replace=replace, precondition=precondition)
 
 
 # --- deleting -----------------------------------------------------------------------------------
@@ -534,11 +581,18 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     access.require_remove(user, inode, parent)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
-    if backend is not None and backend != inode.backend:
-        raise BadRequest(f"moving between backends ({inode.backend} -> {backend}) is not "
-                         "supported on this node")
+    relocate = backend is not None and backend != inode.backend
+    if relocate:
+        if backend not in available_backends():
+            raise BadRequest(f"unknown backend {backend!r} (this node has "
+                             f"{', '.join(available_backends())})")
+        if inode.is_dir:
+            raise BadRequest("a directory cannot change backend; move its files one by one")
+        _require_local_bytes(inode)
     if destination == source:
-        raise BadRequest("destination is the source")
+        if not relocate:
+            raise BadRequest("destination is the source")
+        return _relocate(user, inode, backend, precondition)
     if paths.is_within(destination, source):
         raise BadRequest("destination is inside the source")
     if inode.is_dir and paths.parent_of(destination) != paths.parent_of(source):
@@ -555,12 +609,15 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     else:
         _check_can_create(user, nearest)
 
-    with distributed_lock(source, destination), transaction.atomic():
+    blob = _transfer(inode, backend) if relocate else None  # bytes first, then metadata
+    with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
         current = Inode.objects.select_for_update().at(source).first()
         if current is None:
             raise FileNotFound()
         if precondition:
             precondition(current)
+        if blob is not None:
+            _swap_blob(current, inode, blob)
         target = Inode.objects.select_for_update().at(destination).first()
         if target is not None:
             if not overwrite:
@@ -578,7 +635,8 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         current.parent, current.name, current.path = parent, paths.name_of(destination), \
             destination
         current.ctime = timezone.now()
-        current.save(update_fields=["parent", "name", "path", "path_hash", "ctime"])
+        current.save(update_fields=["parent", "name", "path", "path_hash", "ctime", "backend",
+                                    "blob_key", "node_id"])
         if current.is_dir:
             moved = [entry for level in _subtree(current, lock=True) for entry in level]
             for entry in moved:
@@ -587,6 +645,33 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
             Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
     record_file_operation("move", inode.backend)
     return resolve(destination) or current
+
+
+def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
+    """Point a locked inode at relocated bytes; the old blob goes after commit. If the file was
+    overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
+    if current.blob_key != seen.blob_key:
+        raise LockTimeout("the file changed while its bytes were being moved, try again")
+    _discard_after_commit(current.backend, current.blob_key)
+    current.backend, current.blob_key = blob.backend, blob.key
+    current.node_id = _this_node() if blob.backend == "localfs" else ""
+
+
+def _relocate(user: User, inode: Inode, backend: str,
+              precondition: Precondition | None) -> Inode:
+    """Move a file's bytes to another backend in place (PATCH with only `backend`)."""
+    blob = _transfer(inode, backend)
+    with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
+        current = Inode.objects.select_for_update().at(inode.path).first()
+        if current is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(current)
+        _swap_blob(current, inode, blob)
+        current.ctime = timezone.now()
+        current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
+    record_file_operation("relocate", backend)
+    return resolve(inode.path) or current
 
 
 def _replaceable(source: Inode, target: Inode) -> None:

