@@ -1,0 +1,68 @@
+"""/v1/links: generate a link (§7.11) and list, show and revoke link records (§16.4)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from rest_framework import mixins, viewsets
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+
+from callfs_site.views import CallFSView
+from filesystem.api.streaming import read_json
+from links import services
+from links.api.serializers import DownloadLinkSerializer, GenerateLinkRequest
+from links.exceptions import InvalidRequest
+from links.throttling import LinkGenerateThrottle
+
+REQUEST_BODY_LIMIT = 4096
+
+
+def download_url(request, token: str) -> str:
+    """CALLFS_EXTERNAL_URL (any path in it kept) or this request's scheme and host, plus
+    /download/<token>."""
+    base = settings.CALLFS.external_url or f"{request.scheme}://{request.get_host()}"
+    return f"{base.rstrip('/')}/download/{token}"
+
+
+class GenerateLinkView(CallFSView):
+    """POST /v1/links/generate: authenticated, then rate-limited per IP (100/s, burst 1)."""
+
+    http_method_names = ["post"]
+    throttle_classes = [LinkGenerateThrottle]
+
+    def post(self, request):
+        params = GenerateLinkRequest(data=read_json(request, REQUEST_BODY_LIMIT,
+                                                    error=InvalidRequest))
+        params.is_valid(raise_exception=True)
+        issued = services.issue(request.user, **params.validated_data)
+        expires = services.format_expiry(issued.link.expires_at)
+        return Response({"url": download_url(request, issued.token), "token": issued.token,
+                         "expires": expires, "expires_at": expires}, status=201)
+
+
+class LinkPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+
+class LinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet,
+                  CallFSView):
+    """GET /v1/links/, GET and DELETE /v1/links/{id}: the caller's links (an admin's: all).
+    DELETE revokes (204) and keeps the record; it never shows a token or digest."""
+
+    serializer_class = DownloadLinkSerializer
+    pagination_class = LinkPagination
+    lookup_field = "public_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = r"[A-Za-z0-9_-]+"
+
+    def get_queryset(self):
+        return services.links_for(self.request.user)
+
+    def get_object(self):
+        return services.get_link(self.request.user, self.kwargs["id"])
+
+    def destroy(self, request, id=None):  # noqa: A002 - the router's name for the lookup
+        services.revoke(request.user, id)
+        return HttpResponse(status=204)
