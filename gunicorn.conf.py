@@ -48,6 +48,16 @@ else:
     _own_metrics_dir = False
 
 
+def post_worker_init(worker):
+    """Each worker keeps this node registered and heartbeating (a cheap UPDATE every 10 s):
+    no thread runs in the master, so nothing unsafe is inherited across fork()."""
+    from django.conf import settings
+
+    from cluster.services import start_heartbeat
+
+    start_heartbeat(settings.CALLFS.node_id, settings.CALLFS.node_url)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from callfs_site.metrics import LOCK_TIMEOUTS, LOCK_WAIT
 from cluster.exceptions import LockTimeout, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -90,13 +91,21 @@ def _redis_lock(name: str, deadline: float) -> Iterator[None]:
 def distributed_lock(*names: str, timeout: float | None = None) -> Iterator[None]:
     """Hold exclusive locks on all `names` at once; wait at most `timeout` seconds for them."""
     wait = settings.CALLFS.lock_timeout if timeout is None else timeout
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline = started + wait
+    kind = "redis" if settings.CALLFS.redis_url else "file"
     with ExitStack() as stack:
-        if settings.CALLFS.redis_url:
-            for name in sorted(set(names)):
-                stack.enter_context(_redis_lock(name, deadline))
-        else:
-            directory = settings.CALLFS.data_dir / "locks"
-            for stripe in sorted({_stripe(name) for name in names}):
-                stack.enter_context(_file_lock(directory, stripe, deadline))
+        try:
+            if kind == "redis":
+                for name in sorted(set(names)):
+                    stack.enter_context(_redis_lock(name, deadline))
+            else:
+                directory = settings.CALLFS.data_dir / "locks"
+                for stripe in sorted({_stripe(name) for name in names}):
+                    stack.enter_context(_file_lock(directory, stripe, deadline))
+        except LockTimeout:
+            LOCK_TIMEOUTS.labels(kind).inc()
+            raise
+        finally:
+            LOCK_WAIT.labels(kind).observe(time.monotonic() - started)
         yield

@@ -62,7 +62,7 @@ def revoke_api_keys(user_or_prefix: str) -> int:
     return query.update(revoked_at=timezone.now())
 
 
-def _internal_user() -> AbstractBaseUser:
+def internal_user() -> AbstractBaseUser:
     user, created = get_user_model().objects.get_or_create(
         username=INTERNAL_USERNAME, defaults={"is_superuser": True, "is_staff": False})
     if created:
@@ -91,7 +91,7 @@ def authenticate_key(key: str) -> AbstractBaseUser | None:
     """The active user a presented key belongs to, or None."""
     secret = settings.CALLFS.internal_secret
     if secret and hmac.compare_digest(key.encode(), secret.encode()):
-        return _internal_user()
+        return internal_user()
     api_key = ApiKey.objects.active().matching(key).select_related("user").first()
     if api_key is None:
         username = settings.CALLFS.api_keys.get(key)

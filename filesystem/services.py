@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,6 +26,7 @@ from callfs_site.errors import ServiceUnavailable
 from callfs_site.metrics import record_file_operation, timed_backend_call
 from cluster.exceptions import LockTimeout
 from cluster.locks import distributed_lock
+from cluster.models import Node
 from filesystem import access, paths
 from filesystem.access import User
 from filesystem.exceptions import (
@@ -48,6 +50,7 @@ from filesystem.storage import (
     available_backends,
     get_backend,
 )
+from filesystem.storage.peer import PeerStorage, PeerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -89,23 +92,37 @@ def _new_mode(kind: str) -> int:
     return base & ~settings.CALLFS.umask
 
 
-def _require_local_bytes(inode: Inode) -> None:
-    """Bytes on another node's disk cannot be served or changed from here."""
-    if inode.backend == "localfs" and inode.type == InodeType.FILE and inode.node_id \
-            and inode.node_id != _this_node():
-        raise NodeUnavailable(f"the bytes of {inode.path} live on node {inode.node_id!r}")
+def _blob_store(backend: str, node_id: str = "") -> StorageBackend:
+    """Where a blob lives: a backend, or for local-disk bytes of another node, that node."""
+    if backend == "localfs" and node_id and node_id != _this_node():
+        return PeerStorage(node_id)
+    return _backend(backend)
 
 
-def _discard_after_commit(backend_name: str, key: str) -> None:
+def _home(inode: Inode) -> StorageBackend:
+    return _blob_store(inode.backend, inode.node_id)
+
+
+def _require_reachable(inode: Inode) -> None:
+    """Before removing a file whose bytes live on another node, make sure that node answers,
+    so its blob goes with the metadata instead of being stranded (API.md §11.2: 502)."""
+    if inode.type == InodeType.FILE:
+        store = _home(inode)
+        if isinstance(store, PeerStorage):
+            with _backend_call(inode.backend, "check"):
+                store.check()
+
+
+def _discard_after_commit(backend_name: str, key: str, node_id: str = "") -> None:
     """Delete a blob once the metadata that referenced it is committed away."""
     if not key:
         return
 
     def discard() -> None:
         try:
-            _backend(backend_name).delete(key)
+            _blob_store(backend_name, node_id).delete(key)
         except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
-            logger.exception("could not delete blob %s from %s", key, backend_name)
+            logger.exception("could not delete blob %s from %s %s", key, backend_name, node_id)
 
     transaction.on_commit(discard)
 
@@ -116,6 +133,9 @@ def _backend_call(backend: str, operation: str) -> Iterator[None]:
     try:
         with timed_backend_call(backend, operation):
             yield
+    except PeerUnavailable as exc:
+        logger.warning("peer unavailable during %s: %s", operation, exc)
+        raise NodeUnavailable(str(exc)) from None
     except BackendUnavailable as exc:
         logger.warning("storage backend %s failed during %s: %s", backend, operation, exc)
         raise ServiceUnavailable(f"the {backend} storage backend is unavailable") from None
@@ -202,6 +222,8 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
 
     depth = DEFAULT_LISTING_DEPTH if max_depth is None else min(max_depth, MAX_LISTING_DEPTH)
     levels = MAX_LISTING_DEPTH + 1 if depth == 0 else depth + 1
+    if not access.allows(user, directory, access.EXECUTE):
+        levels = 1  # its names are readable, but nothing below it is reachable
     children: dict[int, list[tuple]] = {}
     frontier = [directory.pk]
     for _ in range(levels):
@@ -235,10 +257,9 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
     access.require_read(user, inode)
     if inode.is_dir:
         raise IsADirectory(f"{inode.path} is a directory")
-    _require_local_bytes(inode)
     try:
         with _backend_call(inode.backend, "open"):
-            reader = _backend(inode.backend).open(inode.blob_key, start, length)
+            reader = _home(inode).open(inode.blob_key, start, length)
     except FileNotFoundError:
         logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
                      inode.backend)
@@ -292,11 +313,15 @@ def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
             suggestion = ("Path exists as file on another server, cannot create directory"
                           if wants_directory else
                           "File already exists on another server. Use PUT to update it.")
-        return FileAlreadyExists("Resource exists on another server", extra={
+        conflict = {
             "error": "Resource exists on another server", "existing_path": existing.path,
             "instance_id": existing.node_id, "backend_type": existing.backend,
             "suggestion": suggestion,
-        })
+        }
+        peer = Node.objects.filter(node_id=existing.node_id).values_list("url", flat=True).first()
+        if peer and not existing.is_dir and not wants_directory:
+            conflict["update_url"] = f"{peer.rstrip('/')}/v1/files{quote(existing.path)}"
+        return FileAlreadyExists("Resource exists on another server", extra=conflict)
     if existing.is_dir and not wants_directory:
         return FileAlreadyExists(f"{existing.path} exists and is a directory")
     if not existing.is_dir and wants_directory:
@@ -337,41 +362,49 @@ class Blob:
     key: str
     size: int
     sha256: str
+    node_id: str = ""  # the node whose disk holds them (local-disk backend only)
+
+
+def _placement(backend: str | None = None, node_id: str | None = None) -> tuple[str, str]:
+    """(backend, node) for new bytes: by default this node's CALLFS_DEFAULT_BACKEND."""
+    backend = backend or settings.CALLFS.default_backend
+    return backend, (node_id or _this_node()) if backend == "localfs" else ""
 
 
 def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
-           backend_name: str | None = None) -> Blob:
-    """Write a stream to a backend (default: CALLFS_DEFAULT_BACKEND) under a fresh key."""
-    backend = _backend(backend_name or settings.CALLFS.default_backend)
-    key = backend.new_key()
+           placement: tuple[str, str] | None = None) -> Blob:
+    """Write a stream under a fresh key where `placement` says (default: see _placement)."""
+    backend_name, node_id = placement or _placement()
+    store = _blob_store(backend_name, node_id)
+    key = store.new_key()
     try:
-        with _backend_call(backend.name, "write"):
-            result = backend.write(key, chunks, expected_sha256)
+        with _backend_call(backend_name, "write"):
+            result = store.write(key, chunks, expected_sha256)
     except ChecksumMismatchError:
         raise ChecksumMismatch() from None
-    return Blob(backend.name, key, result.size, result.sha256)
+    return Blob(backend_name, key, result.size, result.sha256, node_id)
 
 
-def _transfer(inode: Inode, backend_name: str) -> Blob:
-    """Copy a file's bytes into a (possibly other) backend under a fresh key: inside one
-    backend the backend copies by itself, across backends the bytes stream through here in
-    constant memory, and the sha256 is checked on arrival."""
-    source = _backend(inode.backend)
-    if backend_name == inode.backend:
+def _transfer(inode: Inode, placement: tuple[str, str]) -> Blob:
+    """Copy a file's bytes to `placement` under a fresh key: where they already are, the store
+    copies by itself; to another backend or node the bytes stream through here in constant
+    memory, and their sha256 is checked on arrival."""
+    source = _home(inode)
+    if placement == (inode.backend, inode.node_id if inode.backend == "localfs" else ""):
         key = source.new_key()
         try:
-            with _backend_call(source.name, "copy"):
+            with _backend_call(inode.backend, "copy"):
                 source.copy(inode.blob_key, key)
         except FileNotFoundError:
             raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
-        return Blob(source.name, key, inode.size, inode.sha256)
+        return Blob(inode.backend, key, inode.size, inode.sha256, placement[1])
     try:
-        with _backend_call(source.name, "open"):
+        with _backend_call(inode.backend, "open"):
             reader = source.open(inode.blob_key)
     except FileNotFoundError:
         raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
     with reader:
-        return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, backend_name)
+        return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, placement)
 
 
 @contextmanager
@@ -382,12 +415,12 @@ def _committing_blob(blob: Blob | None) -> Iterator[None]:
     except BaseException:
         if blob is None:
             raise
-        _backend(blob.backend).delete(blob.key)
+        _blob_store(blob.backend, blob.node_id).delete(blob.key)
         raise
 
 
 def _check_target(user: User, path: str, *, replace: bool,
-                  precondition: Precondition | None) -> None:
+                  precondition: Precondition | None) -> Inode | None:
     """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
     if path == paths.ROOT:
         raise IsADirectory("the root is a directory")
@@ -396,14 +429,14 @@ def _check_target(user: User, path: str, *, replace: bool,
         precondition(existing)
     if existing is None:
         _check_can_create(user, nearest)
-        return
+        return None
     if not replace:
         access.require_create_in(user, nearest)
         raise _conflict(existing, wants_directory=False)
     if existing.is_dir:
         raise IsADirectory(f"{path} is a directory")
     access.require_write(user, existing)
-    _require_local_bytes(existing)
+    return existing
 
 
 def _commit(user: User, path: str, blob: Blob, *, replace: bool,
@@ -424,7 +457,7 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
                         parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
                         size=blob.size, owner_id=user.pk, group_id=parent.group_id,
                         mode=_new_mode(InodeType.FILE), backend=blob.backend,
-                        node_id=_this_node() if blob.backend == "localfs" else "",
+                        node_id=blob.node_id,
                         blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now)
             except IntegrityError:
                 raise FileAlreadyExists() from None
@@ -435,12 +468,11 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
         if current.is_dir:
             raise IsADirectory(f"{path} is a directory")
         access.require_write(user, current)
-        _discard_after_commit(current.backend, current.blob_key)
+        _discard_after_commit(current.backend, current.blob_key, current.node_id)
         now = timezone.now()
         current.size, current.sha256, current.mtime, current.ctime = \
             blob.size, blob.sha256, now, now
-        current.backend, current.blob_key = blob.backend, blob.key
-        current.node_id = _this_node() if blob.backend == "localfs" else ""
+        current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
         current.save(update_fields=["size", "sha256", "mtime", "ctime", "backend", "blob_key",
                                     "node_id"])
     record_file_operation("update", blob.backend)
@@ -462,8 +494,11 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
                precondition: Precondition | None = None) -> tuple[Inode, bool]:
     """PUT: create or overwrite a file; concurrent writers end with exactly one writer's bytes.
     Returns (inode, created)."""
-    _check_target(user, path, replace=True, precondition=precondition)
-    return _commit(user, path, _store(chunks, expected_sha256), replace=True,
+    existing = _check_target(user, path, replace=True, precondition=precondition)
+    # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
+    # PUT to the owner); a new file goes to this node's default backend.
+    placement = _placement(existing.backend, existing.node_id) if existing else _placement()
+    return _commit(user, path, _store(chunks, expected_sha256, placement), replace=True,
                    precondition=precondition)
 
 
@@ -475,9 +510,8 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
     access.require_read(user, original)
     if original.is_dir:
         raise IsADirectory(f"{source} is a directory; only files can be copied")
-    _require_local_bytes(original)
     _check_target(user, path, replace=replace, precondition=precondition)
-    blob = _transfer(original, settings.CALLFS.default_backend)
+    blob = _transfer(original, _placement())
     record_file_operation("copy", blob.backend)
     return _commit(user, path, blob, replace=replace, precondition=precondition)
 
@@ -511,7 +545,7 @@ def delete(user: User, path: str, *, recursive: bool = False,
         precondition(inode)
     _refuse_root(user, inode)
     access.require_remove(user, inode, parent)
-    _require_local_bytes(inode)
+    _require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
         current = Inode.objects.select_for_update().at(path).first()
         if current is None:
@@ -531,13 +565,15 @@ def delete(user: User, path: str, *, recursive: bool = False,
                     if not access.can_descend(user, holder):
                         raise PermissionDenied(f"cannot list {holder.path}")
                     access.require_remove(user, entry, holder)
-                    _require_local_bytes(entry)
                     if entry.is_dir:
                         directories[entry.pk] = entry
             doomed += [entry for level in levels for entry in level]
+        for node_id in {e.node_id for e in doomed if e.type == InodeType.FILE} - {_this_node()}:
+            _require_reachable(next(e for e in doomed if e.node_id == node_id
+                                    and e.type == InodeType.FILE))
         for entry in doomed:
             if entry.type == InodeType.FILE:
-                _discard_after_commit(entry.backend, entry.blob_key)
+                _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
         # Deepest first: a directory row goes only after its children (the FK protects it).
         for level in reversed(_subtree_levels(doomed, current)):
             for start in range(0, len(level), 500):
@@ -569,9 +605,11 @@ def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
 
 def move(user: User, source: str, destination: str, *, overwrite: bool = False,
          create_parents: bool = False, backend: str | None = None,
-         precondition: Precondition | None = None) -> Inode:
+         instance: str | None = None, precondition: Precondition | None = None) -> Inode:
     """Rename or move a file or directory (with its subtree). Metadata-only: blobs are keyed
-    by id, not path. Owner, mode and mtime are kept."""
+    by id, not path. Owner, mode and mtime are kept. With `backend` and/or `instance` a file's
+    bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
+    leaves the source intact."""
     inode, parent = _walk(user, source)
     if inode is None:
         raise FileNotFound()
@@ -581,18 +619,11 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     access.require_remove(user, inode, parent)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
-    relocate = backend is not None and backend != inode.backend
-    if relocate:
-        if backend not in available_backends():
-            raise BadRequest(f"unknown backend {backend!r} (this node has "
-                             f"{', '.join(available_backends())})")
-        if inode.is_dir:
-            raise BadRequest("a directory cannot change backend; move its files one by one")
-        _require_local_bytes(inode)
+    placement = _relocation(inode, backend, instance)
     if destination == source:
-        if not relocate:
+        if placement is None:
             raise BadRequest("destination is the source")
-        return _relocate(user, inode, backend, precondition)
+        return _relocate(inode, placement, precondition)
     if paths.is_within(destination, source):
         raise BadRequest("destination is inside the source")
     if inode.is_dir and paths.parent_of(destination) != paths.parent_of(source):
@@ -609,7 +640,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     else:
         _check_can_create(user, nearest)
 
-    blob = _transfer(inode, backend) if relocate else None  # bytes first, then metadata
+    blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
     with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
         current = Inode.objects.select_for_update().at(source).first()
         if current is None:
@@ -628,7 +659,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         access.require_create_in(user, parent)
         if target is not None:
             if target.type == InodeType.FILE:
-                _discard_after_commit(target.backend, target.blob_key)
+                _discard_after_commit(target.backend, target.blob_key, target.node_id)
             target.delete()
 
         old_path = current.path
@@ -652,15 +683,39 @@ def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
     overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
     if current.blob_key != seen.blob_key:
         raise LockTimeout("the file changed while its bytes were being moved, try again")
-    _discard_after_commit(current.backend, current.blob_key)
-    current.backend, current.blob_key = blob.backend, blob.key
-    current.node_id = _this_node() if blob.backend == "localfs" else ""
+    _discard_after_commit(current.backend, current.blob_key, current.node_id)
+    current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
 
 
-def _relocate(user: User, inode: Inode, backend: str,
+def _relocation(inode: Inode, backend: str | None, instance: str | None
+                ) -> tuple[str, str] | None:
+    """Where PATCH `backend`/`instance` send a file's bytes, or None if they stay (§7.7 r. 13,
+    17): unknown backends and nodes, and directories changing either, are 400."""
+    if backend is None and instance is None:
+        return None
+    target_backend = backend or inode.backend
+    if target_backend not in available_backends():
+        raise BadRequest(f"unknown backend {target_backend!r} (this node has "
+                         f"{', '.join(available_backends())})")
+    if instance is not None:
+        if target_backend != "localfs":
+            raise BadRequest("instance applies to the localfs backend only")
+        if instance != _this_node() and not Node.objects.filter(node_id=instance).exists():
+            raise BadRequest(f"unknown instance {instance!r}")
+    current = (inode.backend, inode.node_id if inode.backend == "localfs" else "")
+    same_backend_node = inode.node_id if target_backend == inode.backend else None
+    placement = _placement(target_backend, instance or same_backend_node)
+    if placement == current:
+        return None
+    if inode.is_dir:
+        raise BadRequest("a directory cannot change backend or instance; move its files")
+    return placement
+
+
+def _relocate(inode: Inode, placement: tuple[str, str],
               precondition: Precondition | None) -> Inode:
-    """Move a file's bytes to another backend in place (PATCH with only `backend`)."""
-    blob = _transfer(inode, backend)
+    """Move a file's bytes to another backend or node, keeping its path."""
+    blob = _transfer(inode, placement)
     with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
         current = Inode.objects.select_for_update().at(inode.path).first()
         if current is None:
@@ -670,7 +725,7 @@ def _relocate(user: User, inode: Inode, backend: str,
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
         current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
-    record_file_operation("relocate", backend)
+    record_file_operation("relocate", blob.backend)
     return resolve(inode.path) or current
 
 
@@ -683,7 +738,6 @@ def _replaceable(source: Inode, target: Inode) -> None:
         raise NotADirectory(f"{target.path} is not a directory")
     if target.is_dir and Inode.objects.filter(parent_id=target.pk).exists():
         raise DirectoryNotEmpty(f"{target.path} is not empty")
-    _require_local_bytes(target)
 
 
 # --- metadata -----------------------------------------------------------------------------------

@@ -81,3 +81,28 @@ class MetadataRequest(serializers.Serializer):
         if not re.fullmatch(r"0?[0-7]{3,4}", value) or int(value, 8) > 0o7777:
             raise serializers.ValidationError('must be an octal string such as "0640"')
         return int(value, 8)
+
+
+class FileInfoSerializer(serializers.Serializer):
+    """A listing entry (API.md §5.2, plus `group`); documentation only: listings are built from
+    tuples for speed (services._info)."""
+
+    name = serializers.CharField()
+    path = serializers.CharField()
+    type = serializers.ChoiceField(["file", "directory"])
+    size = serializers.IntegerField()
+    mode = serializers.CharField(help_text='octal, e.g. "0644"')
+    owner = serializers.CharField()
+    group = serializers.CharField()
+    mtime = serializers.CharField(help_text="RFC 3339, seconds, UTC")
+
+
+class DirectoryListingSerializer(serializers.Serializer):
+    """The body of GET /v1/directories/{path} (API.md §7.10); documentation only."""
+
+    path = serializers.CharField()
+    type = serializers.CharField()
+    recursive = serializers.BooleanField()
+    max_depth = serializers.IntegerField(required=False, help_text="recursive listings only")
+    count = serializers.IntegerField()
+    items = FileInfoSerializer(many=True)

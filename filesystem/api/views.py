@@ -7,17 +7,47 @@ import re
 from urllib.parse import unquote
 
 from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.response import Response
 
 from callfs_site.errors import NotFound
+from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem import paths, services
 from filesystem.api import conditional
-from filesystem.api.serializers import ListingParams, MetadataRequest, MoveRequest
+from filesystem.api.serializers import (
+    DirectoryListingSerializer,
+    FileInfoSerializer,
+    ListingParams,
+    MetadataRequest,
+    MoveRequest,
+)
 from filesystem.api.streaming import has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
 
+BINARY = {"application/octet-stream": OpenApiTypes.BINARY}
+PATH = OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH,
+                        description="the file or directory path; a trailing slash names a "
+                                    "directory (POST creates one)")
+
+
+def _header(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                            description=description)
+
+
+UPLOAD_HEADERS = [
+    _header("X-CallFS-SHA256", "expected sha256 of the body: other bytes are refused (400 "
+                               "CHECKSUM_MISMATCH) and nothing is stored"),
+    _header("X-CallFS-Copy-Source", "copy this existing file server-side (empty body)"),
+]
 PATCH_BODY_LIMIT = 1024 * 1024
 DOWNLOAD_BLOCK_SIZE = 256 * 1024
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -71,6 +101,52 @@ def _not_modified_or_failed(request, inode: Inode) -> HttpResponse | None:
     return None
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Download a file, or list a directory's children",
+        parameters=[PATH, _header("Range", "bytes=a-b, a- or -n: 206 with Content-Range"),
+                    _header("If-None-Match", "304 when the ETag matches"),
+                    _header("If-Modified-Since", "304 when not modified since"),
+                    _header("If-Range", "apply Range only while this ETag/date is current")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   (200, "application/json"): FileInfoSerializer(many=True),
+                   (206, "application/octet-stream"): OpenApiTypes.BINARY,
+                   304: OpenApiResponse(description="not modified"),
+                   **errors(400, 401, 403, 404, 412, 416, 502, 503)}),
+    head=extend_schema(
+        summary="Metadata headers: X-CallFS-Type/-Size/-Mode/-Owner/-Group/-MTime/-Instance-ID"
+                "/-SHA256, ETag, Last-Modified", parameters=[PATH],
+        responses={200: OpenApiResponse(description="headers only"), 304: None,
+                   **errors(400, 401, 403, 404)}),
+    post=extend_schema(
+        summary="Create a file (raw body), or a directory (path ending in /, mkdir -p)",
+        parameters=[PATH, *UPLOAD_HEADERS], request=BINARY,
+        responses={201: OpenApiResponse(description="created"),
+                   200: OpenApiResponse(description="the directory already existed"),
+                   **errors(400, 401, 403, 409, 411, 413, 503)}),
+    put=extend_schema(
+        summary="Create (201) or overwrite (200) a file with the raw body",
+        parameters=[PATH, *UPLOAD_HEADERS,
+                    _header("If-Match", "overwrite only while the ETag matches (else 412)"),
+                    _header("If-None-Match", "'*': create only (412 if the file exists)")],
+        request=BINARY,
+        responses={201: OpenApiResponse(description="created"),
+                   200: OpenApiResponse(description="overwritten"),
+                   **errors(400, 401, 403, 404, 411, 412, 413, 502, 503)}),
+    patch=extend_schema(
+        summary="Rename/move ({name} or {destination, overwrite, create_parents, backend, "
+                "instance}), or change {mode, group, owner}",
+        parameters=[PATH, _header("If-Match", "412 unless the ETag matches")],
+        request=MoveRequest,
+        responses={200: OpenApiResponse(description='{"path": new path}, or the new FileInfo '
+                                                    "for a metadata change"),
+                   **errors(400, 401, 403, 404, 409, 412, 502, 503)}),
+    delete=extend_schema(
+        summary="Delete a file or an empty directory (?recursive=true: a whole subtree)",
+        parameters=[PATH, OpenApiParameter("recursive", OpenApiTypes.BOOL, required=False),
+                    _header("If-Match", "412 unless the ETag matches")],
+        responses={204: None, **errors(400, 401, 403, 404, 409, 412, 502, 503)}),
+)
 class FileView(CallFSView):
     """/v1/files/{path}: GET, HEAD, POST, PUT, PATCH, DELETE (API.md §7.3-§7.8)."""
 
@@ -94,7 +170,7 @@ class FileView(CallFSView):
         response["Content-Length"] = str(length)
         if requested:
             response["Content-Range"] = f"bytes {start}-{start + length - 1}/{inode.size}"
-        metadata_headers(response, inode)
+        metadata_headers(response, inode, instance=True)
         return response
 
     def head(self, request, path: str = ""):
@@ -156,6 +232,7 @@ class FileView(CallFSView):
             overwrite=options["overwrite"] or request.query_params.get("overwrite") == "true",
             create_parents=options["create_parents"],
             backend=options.get("backend"),
+            instance=options.get("instance"),
             precondition=precondition,
         )
         return Response({"path": inode.path})
@@ -186,6 +263,10 @@ def _first_error(errors: dict) -> str:
     return message if field == "non_field_errors" else f"{field}: {message}"
 
 
+@extend_schema_view(get=extend_schema(
+    summary="List a directory (recursive=true, max_depth: 0 = unlimited, default 100)",
+    parameters=[PATH, ListingParams], responses={200: DirectoryListingSerializer,
+                                                 **errors(400, 401, 403, 404)}))
 class DirectoryView(CallFSView):
     """/v1/directories/{path}: the listing object of API.md §7.10."""
 
@@ -207,6 +288,7 @@ class DirectoryView(CallFSView):
         return response
 
 
+@extend_schema(exclude=True)
 class UnknownApiView(CallFSView):
     """Any other /v1 URL: authentication first (401), then 404, as upstream."""
 

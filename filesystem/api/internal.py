@@ -1,0 +1,105 @@
+"""The internal blob API peers use to reach this node's disk: `/v1/internal/blobs/<key>`.
+
+Only the internal secret is accepted (API keys are refused): the calling node has already
+resolved the path and checked the user's permissions against the shared metadata.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from callfs_site.views import CallFSView
+from filesystem.api.streaming import iter_body
+from filesystem.exceptions import ChecksumMismatch, FileNotFound, InvalidRequest
+from filesystem.keys import internal_user
+from filesystem.storage import ChecksumMismatchError, get_backend
+
+_KEY = re.compile(r"[0-9a-f]{32}")
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+class InternalSecretAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <CALLFS_INTERNAL_SECRET>`, compared in constant time."""
+
+    def authenticate(self, request):
+        secret = settings.CALLFS.internal_secret
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        token = header.removeprefix("Bearer ").strip()
+        if not secret or not hmac.compare_digest(token.encode(), secret.encode()):
+            raise AuthenticationFailed()
+        return internal_user(), None
+
+    def authenticate_header(self, request) -> str:
+        return "Bearer"
+
+
+@extend_schema(exclude=True)  # node-to-node only
+class BlobView(CallFSView):
+    """GET/HEAD (with a single byte range), PUT (stream or `X-CallFS-Copy-From`), DELETE."""
+
+    authentication_classes = [InternalSecretAuthentication]
+    http_method_names = ["get", "head", "put", "delete"]
+
+    @staticmethod
+    def _key(key: str) -> str:
+        if not _KEY.fullmatch(key):
+            raise InvalidRequest("not a blob key")
+        return key
+
+    def _open(self, request, key: str):
+        backend = get_backend("localfs")
+        key = self._key(key)
+        try:
+            size = backend.size(key)
+        except FileNotFoundError:
+            raise FileNotFound("no such blob") from None
+        match = _RANGE.fullmatch(request.headers.get("Range", ""))
+        start, length = 0, size
+        if match:
+            start = min(int(match.group(1)), size)
+            end = int(match.group(2)) if match.group(2) else size - 1
+            length = max(min(end, size - 1) - start + 1, 0)
+        return backend, key, size, start, length, bool(match)
+
+    def get(self, request, key: str):
+        backend, key, size, start, length, partial = self._open(request, key)
+        response = FileResponse(backend.open(key, start, length),
+                                content_type="application/octet-stream",
+                                status=206 if partial else 200)
+        response.block_size = 256 * 1024
+        response["Content-Length"] = str(length)
+        return response
+
+    def head(self, request, key: str):
+        _, _, size, _, _, _ = self._open(request, key)
+        response = HttpResponse(content_type="application/octet-stream")
+        response["Content-Length"] = str(size)
+        return response
+
+    def put(self, request, key: str):
+        backend = get_backend("localfs")
+        key = self._key(key)
+        source = request.headers.get("X-CallFS-Copy-From")
+        if source is not None:
+            try:
+                backend.copy(self._key(source), key)
+            except FileNotFoundError:
+                raise FileNotFound("no such blob") from None
+            return JsonResponse({"size": backend.size(key)}, status=201)
+        expected = request.headers.get("X-CallFS-SHA256")
+        try:
+            result = backend.write(key, iter_body(request), expected)
+        except ChecksumMismatchError:
+            raise ChecksumMismatch() from None
+        return JsonResponse({"size": result.size, "sha256": result.sha256}, status=201)
+
+    def delete(self, request, key: str):
+        get_backend("localfs").delete(self._key(key))
+        return HttpResponse(status=204)

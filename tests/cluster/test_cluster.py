@@ -1,0 +1,192 @@
+"""Cross-node behaviour of three real nodes (API.md §11, issue 7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.cluster
+
+
+def blob_files(node) -> set[str]:
+    blobs = node.data_dir / "blobs"
+    return {p.name for p in blobs.rglob("*") if p.is_file()} if blobs.exists() else set()
+
+
+def put(cluster, node: int, path: str, data: bytes):
+    return cluster.session().put(cluster.url(node, path), data=data)
+
+
+def get(cluster, node: int, path: str, **kwargs):
+    return cluster.session().get(cluster.url(node, path), **kwargs)
+
+
+def test_every_node_is_registered_and_up(cluster):
+    response = cluster.session().get(f"{cluster.nodes[1].base_url}/v1/nodes/")
+    assert response.status_code == 200
+    listed = {n["id"]: n for n in response.json()}
+    for node in cluster.nodes:
+        assert listed[node.node_id]["state"] == "up"
+        assert listed[node.node_id]["url"] == node.base_url
+
+
+def test_a_file_written_on_one_node_is_read_from_every_node(cluster):
+    data = os.urandom(300_000)
+    assert put(cluster, 0, "read/a.bin", data).status_code == 201
+    for node in (0, 1, 2):
+        response = get(cluster, node, "read/a.bin")
+        assert response.status_code == 200
+        assert response.content == data
+        assert response.headers["X-CallFS-Instance-ID"] == cluster.nodes[0].node_id
+        assert response.headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+        head = cluster.session().head(cluster.url(node, "read/a.bin"))
+        assert head.headers["X-CallFS-Instance-ID"] == cluster.nodes[0].node_id
+        assert head.headers["X-CallFS-Size"] == str(len(data))
+    ranged = get(cluster, 2, "read/a.bin", headers={"Range": "bytes=1000-1999"})
+    assert ranged.status_code == 206
+    assert ranged.content == data[1000:2000]
+    assert ranged.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+
+
+def test_overwrite_through_another_node_keeps_the_file_on_its_node(cluster):
+    assert put(cluster, 0, "ow/f.txt", b"version one").status_code == 201
+    before = blob_files(cluster.nodes[0])
+    assert put(cluster, 1, "ow/f.txt", b"version two, longer").status_code == 200
+    for node in (0, 1, 2):
+        response = get(cluster, node, "ow/f.txt")
+        assert response.content == b"version two, longer"
+        assert response.headers["X-CallFS-Instance-ID"] == cluster.nodes[0].node_id
+    after = blob_files(cluster.nodes[0])
+    assert len(after - before) == 1  # the new bytes landed on node 1's disk...
+    assert not blob_files(cluster.nodes[1]) & (after - before)  # ...not on node 2's
+
+
+def test_move_copy_and_delete_from_other_nodes(cluster):
+    data = b"moving bytes " * 1000
+    assert put(cluster, 0, "mv/src.bin", data).status_code == 201
+    response = cluster.session().patch(cluster.url(2, "mv/src.bin"),
+                                       data=json.dumps({"destination": f"{cluster.prefix}/mv/"
+                                                                       "dst.bin"}))
+    assert response.status_code == 200, response.text
+    assert get(cluster, 1, "mv/src.bin").status_code == 404
+    assert get(cluster, 1, "mv/dst.bin").content == data
+
+    copy = cluster.session().put(cluster.url(1, "mv/copy.bin"),
+                                 headers={"X-CallFS-Copy-Source": f"{cluster.prefix}/mv/dst.bin"})
+    assert copy.status_code == 201, copy.text
+    copied = get(cluster, 2, "mv/copy.bin")
+    assert copied.content == data
+    assert copied.headers["X-CallFS-Instance-ID"] == cluster.nodes[1].node_id
+
+    key_before = blob_files(cluster.nodes[0])
+    assert cluster.session().delete(cluster.url(2, "mv/dst.bin")).status_code == 204
+    for node in (0, 1, 2):
+        assert get(cluster, node, "mv/dst.bin").status_code == 404
+    deadline = time.monotonic() + 5  # the owner deletes the blob right after the commit
+    while blob_files(cluster.nodes[0]) == key_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(key_before - blob_files(cluster.nodes[0])) == 1
+
+
+def test_recursive_delete_spanning_nodes(cluster):
+    for node in (0, 1, 2):
+        assert put(cluster, node, f"tree/n{node}.txt", b"x").status_code == 201
+    response = cluster.session().delete(cluster.url(1, "tree"), params={"recursive": "true"})
+    assert response.status_code == 204
+    assert get(cluster, 0, "tree").status_code == 404
+
+
+def test_create_conflict_across_nodes_is_the_409_object(cluster):
+    assert put(cluster, 0, "conflict.txt", b"first").status_code == 201
+    response = cluster.session().post(cluster.url(1, "conflict.txt"), data=b"second")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "Resource exists on another server"
+    assert body["instance_id"] == cluster.nodes[0].node_id
+    assert body["existing_path"] == f"{cluster.prefix}/conflict.txt"
+    assert body["backend_type"] == "localfs"
+    assert body["update_url"].startswith(cluster.nodes[0].base_url)
+    assert body["code"] == "FILE_ALREADY_EXISTS" and body["message"]
+    assert get(cluster, 2, "conflict.txt").content == b"first"
+
+
+def test_concurrent_puts_through_three_nodes_end_with_one_writers_bytes(cluster):
+    bodies = [secrets.token_bytes(64 * 1024) for _ in range(6)]
+    statuses: list[int] = []
+
+    def writer(index: int) -> None:
+        response = cluster.session().put(cluster.url(index % 3, "race.bin"), data=bodies[index])
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) <= [200, 201], statuses
+    final = {get(cluster, node, "race.bin").content for node in (0, 1, 2)}
+    assert len(final) == 1
+    assert final.pop() in bodies
+
+
+def test_patch_instance_moves_the_bytes_to_another_node(cluster):
+    data = os.urandom(50_000)
+    assert put(cluster, 0, "inst/f.bin", data).status_code == 201
+    node1_before = blob_files(cluster.nodes[0])
+    response = cluster.session().patch(
+        cluster.url(1, "inst/f.bin"),
+        data=json.dumps({"destination": f"{cluster.prefix}/inst/f.bin",
+                         "instance": cluster.nodes[2].node_id}))
+    assert response.status_code == 200, response.text
+    head = cluster.session().head(cluster.url(0, "inst/f.bin"))
+    assert head.headers["X-CallFS-Instance-ID"] == cluster.nodes[2].node_id
+    assert get(cluster, 0, "inst/f.bin").content == data
+    deadline = time.monotonic() + 5
+    while blob_files(cluster.nodes[0]) == node1_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(node1_before - blob_files(cluster.nodes[0])) == 1
+    unknown = cluster.session().patch(cluster.url(0, "inst/f.bin"),
+                                      data=json.dumps({"destination": f"{cluster.prefix}/x",
+                                                       "instance": "no-such-node"}))
+    assert unknown.status_code == 400
+
+
+def test_internal_blob_api_refuses_api_keys(cluster):
+    node = cluster.nodes[0]
+    url = f"{node.base_url}/v1/internal/blobs/{'0' * 32}"
+    assert cluster.session().get(url).status_code == 401
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, headers={"Authorization": f"Bearer {cluster.secret}"},
+                        timeout=5).status_code == 404
+
+
+def test_a_dead_node_gives_a_quick_502_and_nothing_is_lost(cluster):
+    data = b"kept on node three"
+    assert put(cluster, 2, "dead/f.txt", data).status_code == 201
+    assert put(cluster, 0, "dead/alive.txt", b"alive").status_code == 201
+    dead = cluster.nodes[2]
+    dead.kill()
+    try:
+        started = time.monotonic()
+        response = get(cluster, 0, "dead/f.txt")
+        assert time.monotonic() - started < 5
+        assert response.status_code in (502, 503)
+        assert response.json()["code"] == "NODE_UNAVAILABLE"
+        assert cluster.session().delete(cluster.url(1, "dead/f.txt")).status_code in (502, 503)
+        overwrite = put(cluster, 1, "dead/f.txt", b"lost?")
+        assert overwrite.status_code in (502, 503)
+        # Everything else keeps working: metadata, and files on the live nodes.
+        assert cluster.session().head(cluster.url(0, "dead/f.txt")).status_code == 200
+        assert get(cluster, 1, "dead/alive.txt").content == b"alive"
+        listing = cluster.session().get(cluster.url(1, "dead", api="directories"))
+        assert {i["name"] for i in listing.json()["items"]} == {"f.txt", "alive.txt"}
+    finally:
+        dead.start()
+    assert get(cluster, 0, "dead/f.txt").content == data
