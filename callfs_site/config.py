@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -120,7 +121,9 @@ def _secret(env: environ.Env, name: str, default: str | None = None) -> str | No
 def _database(env: environ.Env) -> dict:
     raw = env.str("DATABASE_URL", default="sqlite:///var/callfs.sqlite3")
     try:
-        db = environ.Env.db_url_config(raw)
+        with warnings.catch_warnings():  # an unknown scheme is reported below, in one line
+            warnings.simplefilter("ignore")
+            db = environ.Env.db_url_config(raw)
     except Exception as exc:  # django-environ raises several types for a bad URL
         raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
     engine = db.get("ENGINE", "")

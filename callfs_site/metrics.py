@@ -37,6 +37,16 @@ LINK_GENERATIONS = Counter(
 LINK_CONSUMPTIONS = Counter(
     "callfs_single_use_link_consumptions", "Single-use link redemptions by outcome", ["status"])
 
+BYTES_IN = Counter("callfs_bytes_received", "Request body bytes announced by clients")
+BYTES_OUT = Counter("callfs_bytes_sent", "Response body bytes (Content-Length) sent to clients")
+LOCK_WAIT = Histogram("callfs_lock_wait_seconds", "Time spent waiting for path locks",
+                      ["backend"])
+LOCK_TIMEOUTS = Counter("callfs_lock_timeouts", "Lock waits that gave up", ["backend"])
+PEER_REQUESTS = Counter("callfs_peer_requests", "Requests sent to other nodes",
+                        ["peer", "method"])
+PEER_FAILURES = Counter("callfs_peer_failures", "Requests to other nodes that failed to connect",
+                        ["peer"])
+
 # URL names -> the route patterns upstream uses as the `path` label.
 ROUTE_LABELS = {
     "files": "/v1/files/*",
@@ -46,6 +56,14 @@ ROUTE_LABELS = {
     "metrics": "/metrics",
     "links-generate": "/v1/links/generate",
     "download": "/download/{token}",
+    "ready": "/ready",
+    "internal-blob": "/v1/internal/blobs/*",
+    "links-list": "/v1/links/",
+    "links-detail": "/v1/links/{id}",
+    "nodes-list": "/v1/nodes/",
+    "nodes-detail": "/v1/nodes/{id}",
+    "schema": "/v1/schema/",
+    "docs": "/v1/docs/",
 }
 
 

@@ -6,7 +6,8 @@ import logging
 import secrets
 import time
 
-from callfs_site.metrics import HTTP_DURATION, HTTP_REQUESTS, route_label
+from callfs_site.logs import request_id
+from callfs_site.metrics import BYTES_IN, BYTES_OUT, HTTP_DURATION, HTTP_REQUESTS, route_label
 
 logger = logging.getLogger("callfs.request")
 
@@ -33,7 +34,11 @@ class RequestContextMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         request.request_id = secrets.token_hex(8)
-        response = self.get_response(request)
+        token = request_id.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
         response["X-Request-ID"] = request.request_id
         if request.method == "HEAD" and not response.streaming and response.content:
             response.content = b""  # errors too: a HEAD answer carries no body
@@ -49,6 +54,12 @@ class RequestContextMiddleware:
         route = route_label(request)
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         HTTP_DURATION.labels(request.method, route).observe(elapsed)
+        bytes_in = _length(request.META.get("CONTENT_LENGTH"))
+        bytes_out = _length(response.get("Content-Length")) if request.method != "HEAD" else 0
+        if bytes_in:
+            BYTES_IN.inc(bytes_in)
+        if bytes_out:
+            BYTES_OUT.inc(bytes_out)
         if logger.isEnabledFor(logging.INFO):
             user = getattr(request, "user", None)
             # A download URL is a bearer credential: log the route, never the token.
@@ -58,7 +69,15 @@ class RequestContextMiddleware:
                 request.method, path, response.status_code, elapsed * 1000,
                 extra={"request_id": request.request_id, "method": request.method,
                        "route": route, "status": response.status_code,
-                       "duration_ms": round(elapsed * 1000, 2),
+                       "duration_ms": round(elapsed * 1000, 2), "bytes_in": bytes_in,
+                       "bytes_out": bytes_out,
                        "user": user.get_username() if user is not None else ""},
             )
         return response
+
+
+def _length(value: str | None) -> int:
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0

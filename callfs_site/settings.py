@@ -1,6 +1,7 @@
 """Django settings for CallFS. Values come from `callfs_site.config`; this module only assigns."""
 
 from callfs_site.config import BASE_DIR, load_config
+from callfs_site.logs import logging_config
 
 CALLFS = load_config()
 
@@ -17,6 +18,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_prometheus",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "cluster",
     "filesystem",
     "links",
@@ -102,18 +105,20 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "callfs_site.negotiation.JSONOnlyNegotiation",
     "EXCEPTION_HANDLER": "callfs_site.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "console": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
-    "root": {"handlers": ["console"], "level": CALLFS.log_level},
-    "loggers": {
-        # Django logs every 4xx as a warning; our middleware logs requests once, itself.
-        "django.request": {"level": "ERROR"},
-    },
+LOGGING_CONFIG = "logging.config.dictConfig"
+LOGGING = logging_config(CALLFS.log_format, CALLFS.log_level)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CallFS",
+    "DESCRIPTION": "A filesystem over HTTP, wire-compatible with CallFS's /v1 API.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from our own static files: the CSP (script-src 'self') forbids CDNs.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "AUTHENTICATION_WHITELIST": ["callfs_site.authentication.BearerAuthentication"],
 }

@@ -1,18 +1,28 @@
-"""Top-level routes: /v1 (files, directories), /health, /metrics, /admin."""
+"""Top-level routes: /v1 (files, directories, links), /download, /health, /metrics, /admin."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from callfs_site.views import HealthView, MetricsView
+from callfs_site.views import HealthView, MetricsView, ReadyView
+from cluster.api import urls as cluster_urls
 from filesystem.api import urls as filesystem_urls
 from filesystem.api.views import UnknownApiView
+from links.api import urls as links_urls
+from links.views import DownloadView
 
 urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
+    path("ready", ReadyView.as_view(), name="ready"),
     re_path(r"^metrics/?\Z", MetricsView.as_view(), name="metrics"),
+    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     # Unknown /v1 URLs authenticate first, then 404 (upstream), so the fallback comes last.
-    path("v1/", include([*filesystem_urls.urlpatterns, *filesystem_urls.fallback])),
+    path("v1/", include([*filesystem_urls.urlpatterns, *links_urls.urlpatterns,
+                         *cluster_urls.urlpatterns, *filesystem_urls.fallback])),
     re_path(r"^v1\Z", UnknownApiView.as_view(), name="v1-unknown"),
+    path("download/<str:token>", DownloadView.as_view(), name="download"),
+    path("download/", DownloadView.as_view(), name="download"),  # empty token: 400 (§7.12)
     path("admin/", admin.site.urls),
 ]
 

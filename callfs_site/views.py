@@ -1,12 +1,17 @@
 """Site-level endpoints: /health, /metrics, and JSON answers for unknown URLs and crashes."""
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.views import APIView
 
-from callfs_site.errors import CallFSError, NotFound, error_response
+from callfs_site.errors import CallFSError, NotFound, ServiceUnavailable, error_response
 from callfs_site.metrics import exposition
+from callfs_site.schema import ERROR
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -20,6 +25,8 @@ class CallFSView(APIView):
         return {}
 
 
+@extend_schema(summary="Liveness: always {\"status\":\"ok\"}", auth=[],
+               responses={200: inline_serializer("Health", {"status": serializers.CharField()})})
 class HealthView(CallFSView):
     """Liveness: cheap, no auth, no database (API.md §7.1)."""
 
@@ -31,6 +38,55 @@ class HealthView(CallFSView):
         return HttpResponse(b'{"status":"ok"}', content_type="application/json")
 
 
+@extend_schema(summary="Readiness: database, Redis and storage backends", auth=[],
+               responses={200: inline_serializer("Ready", {"status": serializers.CharField(),
+                                                           "checks": serializers.DictField()}),
+                          503: ERROR})
+class ReadyView(CallFSView):
+    """Readiness (API.md §16.4): the database, Redis (if configured) and every configured
+    storage backend answer; otherwise 503 naming the first failing component."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    http_method_names = ["get"]
+
+    def get(self, request):
+        checks: dict[str, str] = {}
+        for name, check in _readiness_checks():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure means not ready; say which and why
+                checks[name] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+        failing = [name for name, state in checks.items() if state != "ok"]
+        if failing:
+            body = {"code": ServiceUnavailable.default_code,
+                    "message": f"{failing[0]} unavailable: {checks[failing[0]]}",
+                    "checks": checks}
+            return JsonResponse(body, status=503)
+        return JsonResponse({"status": "ready", "checks": checks})
+
+
+def _readiness_checks():
+    from filesystem.storage import available_backends, get_backend
+
+    def database() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    yield "database", database
+    if settings.CALLFS.redis_url:
+        from django_redis import get_redis_connection
+
+        yield "redis", lambda: get_redis_connection("locks").ping()
+    for name in available_backends():
+        yield f"backend:{name}", get_backend(name).check
+
+
+@extend_schema_view(**{method: extend_schema(exclude=method != "get") for method in
+                       ("get", "post", "put", "patch", "delete", "head", "options")})
+@extend_schema(summary="Prometheus metrics (text exposition 0.0.4)",
+               responses={(200, "text/plain"): OpenApiTypes.STR, 401: ERROR})
 class MetricsView(CallFSView):
     """Prometheus exposition; needs a key unless CALLFS_METRICS_PUBLIC=1 (API.md §7.2)."""
 

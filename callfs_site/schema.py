@@ -1,0 +1,30 @@
+"""OpenAPI (drf-spectacular) pieces shared by the apps: the Bearer scheme and the error shape."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ERROR = inline_serializer("Error", {
+    "code": serializers.CharField(help_text="e.g. FILE_NOT_FOUND, PERMISSION_DENIED"),
+    "message": serializers.CharField(),
+})
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """`{status: Error}` for the error answers an operation documents."""
+    described = {400: "invalid input", 401: "missing or wrong API key", 403: "permission denied",
+                 404: "not found", 409: "conflict", 412: "precondition failed",
+                 413: "body over CALLFS_MAX_UPLOAD_BYTES", 416: "range not satisfiable",
+                 429: "rate limit exceeded", 502: "the node holding the bytes is unavailable",
+                 503: "lock timeout or a service (database, Redis, storage) unavailable"}
+    return {status: OpenApiResponse(ERROR, description=described.get(status, ""))
+            for status in statuses}
+
+
+class BearerScheme(OpenApiAuthenticationExtension):
+    target_class = "callfs_site.authentication.BearerAuthentication"
+    name = "bearer"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "An API key (manage.py create_api_key) or the internal secret."}

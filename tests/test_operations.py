@@ -1,0 +1,132 @@
+"""Operator-facing behaviour: readiness, logs, metrics, configuration, the OpenAPI schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.test import override_settings
+
+from callfs_site.config import load_config
+from callfs_site.logs import CallFSJsonFormatter, RequestContextFilter, request_id
+from tests.helpers import upload
+
+REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache",
+               "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1}}
+
+
+@pytest.mark.django_db
+def test_ready_reports_each_component(api_client):
+    response = api_client.get("/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["backend:localfs"] == "ok"
+
+
+@pytest.mark.django_db
+def test_ready_is_503_naming_an_unreachable_redis(api_client, settings):
+    dead = "redis://127.0.0.1:1/0"
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=dead)
+    with override_settings(CACHES={"default": {"BACKEND":
+                                               "django.core.cache.backends.locmem.LocMemCache"},
+                                   "locks": {**REDIS_CACHE, "LOCATION": dead}}):
+        response = api_client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "SERVICE_UNAVAILABLE"
+    assert body["message"].startswith("redis unavailable")
+    assert body["checks"]["database"] == "ok"
+
+
+def test_json_log_lines_carry_the_request_context():
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(CallFSJsonFormatter())
+    handler.addFilter(RequestContextFilter())
+    log = logging.getLogger("callfs.test-json")
+    log.addHandler(handler)
+    log.propagate = False
+    token = request_id.set("0123456789abcdef")
+    try:
+        log.warning("hello %s", "world", extra={"status": 201, "route": "/v1/files/*"})
+    finally:
+        request_id.reset(token)
+        log.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "hello world"
+    assert line["level"] == "WARNING" and line["logger"] == "callfs.test-json"
+    assert line["request_id"] == "0123456789abcdef"
+    assert (line["status"], line["route"]) == (201, "/v1/files/*")
+    assert "time" in line
+
+
+def test_request_log_never_contains_keys(auth_client, user_and_key, caplog):
+    caplog.set_level(logging.INFO, logger="callfs.request")
+    upload(auth_client, "/logged.txt", b"x")
+    assert caplog.records, "the request was not logged"
+    record = caplog.records[-1]
+    assert (record.method, record.status, record.user) == ("POST", 201, "alice")
+    assert user_and_key[1] not in caplog.text
+
+
+def test_metrics_after_requests(auth_client):
+    upload(auth_client, "/m.txt", b"hello")
+    auth_client.get("/v1/files/m.txt")
+    text = auth_client.get("/metrics").content.decode()
+    assert 'callfs_http_requests_total{method="POST",path="/v1/files/*",status_code="201"}' in text
+    assert 'callfs_file_operations_total{backend_type="localfs",operation="create"}' in text
+    assert 'callfs_file_operations_total{backend_type="localfs",operation="read"}' in text
+    assert "callfs_backend_op_duration_seconds_bucket" in text
+    assert "callfs_bytes_received_total" in text
+
+
+@pytest.mark.parametrize(("variable", "value", "named"), [
+    ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
+    ("DATABASE_URL", "not a url", "DATABASE_URL"),
+    ("CALLFS_INTERNAL_SECRET", "short", "CALLFS_INTERNAL_SECRET"),
+    ("CALLFS_DEFAULT_BACKEND", "s3", "CALLFS_S3_BUCKET"),
+    ("CALLFS_DEFAULT_BACKEND", "tape", "CALLFS_DEFAULT_BACKEND"),
+    ("REDIS_URL", "http://x", "REDIS_URL"),
+    ("CALLFS_API_KEYS", "alice:short", "CALLFS_API_KEYS"),
+    ("CALLFS_API_KEYS", "root:0123456789abcdefgh", "CALLFS_API_KEYS"),
+    ("CALLFS_UMASK", "999", "CALLFS_UMASK"),
+    ("CALLFS_MAX_UPLOAD_BYTES", "lots", "CALLFS_MAX_UPLOAD_BYTES"),
+    ("CALLFS_NODE_ID", "bad id!", "CALLFS_NODE_ID"),
+])
+def test_a_bad_setting_is_named_in_one_line(variable, value, named):
+    with pytest.raises(ImproperlyConfigured) as error:
+        load_config({variable: value})
+    message = str(error.value)
+    assert message.startswith(named + ":")
+    assert "\n" not in message
+
+
+def test_the_internal_secret_must_differ_from_every_key():
+    key = "same-secret-0123456789"
+    with pytest.raises(ImproperlyConfigured, match="CALLFS_INTERNAL_SECRET"):
+        load_config({"CALLFS_API_KEYS": f"alice:{key}", "CALLFS_INTERNAL_SECRET": key})
+
+
+def test_upstream_positional_keys_become_api_users():
+    config = load_config({"CALLFS_API_KEYS": "test-api-key-integration-0123456,"
+                                             "test-api-key-secondary-9876543"})
+    assert sorted(config.api_keys.values()) == ["api-user-0", "api-user-1"]
+
+
+@pytest.mark.django_db
+def test_validate_config_masks_secrets(settings):
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, internal_secret="topsecret" * 3,
+                                          api_keys={"k" * 20: "alice"})
+    out = StringIO()
+    call_command("validate_config", stdout=out)
+    text = out.getvalue()
+    assert "configuration OK" in text
+    assert "topsecret" not in text and "k" * 20 not in text
+    assert "alice" in text
