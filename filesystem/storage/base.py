@@ -63,5 +63,9 @@ class StorageBackend(ABC):
         """Every key the backend holds (for fsck)."""
 
     @abstractmethod
+    def modified_at(self, key: str) -> float:
+        """When the blob was written (Unix time), or FileNotFoundError (for fsck's grace time)."""
+
+    @abstractmethod
     def check(self) -> None:
         """Raise if the backend cannot be used right now (for readiness probes)."""

@@ -143,6 +143,16 @@ class LocalStorage(StorageBackend):
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 
+    def modified_at(self, key: str) -> float:
+        return self._path(key).stat().st_mtime
+
+    def stale_temp_files(self, older_than: float) -> list[Path]:
+        """Upload temp files left by a crash (a live upload touches its file continuously)."""
+        if not self.tmp.is_dir():
+            return []
+        return [p for p in self.tmp.iterdir() if p.name.startswith(".upload-")
+                and p.stat().st_mtime < older_than]
+
     def keys(self) -> Iterator[str]:
         if not self.blobs.is_dir():
             return

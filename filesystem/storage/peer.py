@@ -122,6 +122,9 @@ class PeerStorage(StorageBackend):
             raise self._failed(response, "a size request")
         return int(response.headers["Content-Length"])
 
+    def modified_at(self, key: str) -> float:
+        raise BackendUnavailable(f"ask node {self.node_id!r} (manage.py fsck there)")
+
     def keys(self) -> Iterator[str]:
         raise BackendUnavailable(f"list node {self.node_id!r}'s blobs on that node "
                                  "(manage.py fsck there)")

@@ -177,6 +177,9 @@ class S3Backend(StorageBackend):
     def size(self, key: str) -> int:
         return self._call("head_object", Key=self._object(key))["ContentLength"]
 
+    def modified_at(self, key: str) -> float:
+        return self._call("head_object", Key=self._object(key))["LastModified"].timestamp()
+
     def keys(self) -> Iterator[str]:
         start = f"{self.prefix}blobs/"
         paginator = self.client.get_paginator("list_objects_v2")
