@@ -20,7 +20,7 @@ from callfs_site.config import exit_on_bad_config  # noqa: E402
 _config = exit_on_bad_config()
 
 wsgi_app = "callfs_site.wsgi:application"
-bind = os.environ.get("CALLFS_BIND", "127.0.0.1:8000")
+bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
 workers = int(os.environ.get("CALLFS_WORKERS", (os.cpu_count() or 1) * 2))
 threads = int(os.environ.get("CALLFS_THREADS", 4))
 # Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.

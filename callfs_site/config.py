@@ -6,6 +6,7 @@ names the setting in one line, so entry points can print it and exit without a t
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+import yaml
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +55,7 @@ class Config:
     lock_timeout: float = 30.0
     umask: int = 0o022
     metrics_public: bool = False
+    bind: str = "127.0.0.1:8000"
 
     def masked(self) -> dict[str, object]:
         """The settings as printable values, secrets replaced by asterisks."""
@@ -175,11 +178,75 @@ def _api_keys(env: environ.Env) -> dict[str, str]:
     return keys
 
 
+def _yaml_settings(path: str) -> dict[str, str]:
+    """The settings an upstream CallFS `config.yaml` gives, as environment variable names.
+
+    Shared keys only: server.external_url, auth.*, backend.* (localfs and S3), metadata_store
+    (sqlite/postgres), dlm (redis), instance_discovery.instance_id, log.*. Raft, erasure coding
+    and peer_endpoints have no equivalent (nodes register themselves in the shared database).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise _fail("CALLFS_CONFIG", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise _fail("CALLFS_CONFIG", f"{path} is not valid YAML ({str(exc).splitlines()[0]})"
+                    ) from None
+    if not isinstance(data, dict):
+        raise _fail("CALLFS_CONFIG", f"{path} must hold a mapping")
+
+    def section(name: str) -> dict:
+        value = data.get(name) or {}
+        return value if isinstance(value, dict) else {}
+
+    server, auth, backend = section("server"), section("auth"), section("backend")
+    store, dlm, log = section("metadata_store"), section("dlm"), section("log")
+    found: dict[str, object] = {
+        "CALLFS_EXTERNAL_URL": server.get("external_url"),
+        "CALLFS_NODE_URL": server.get("external_url"),
+        "CALLFS_INTERNAL_SECRET": auth.get("internal_proxy_secret"),
+        "CALLFS_LINK_SECRET": auth.get("single_use_link_secret"),
+        "CALLFS_DEFAULT_BACKEND": backend.get("default_backend"),
+        "CALLFS_DATA_DIR": backend.get("localfs_root_path"),
+        "CALLFS_S3_BUCKET": backend.get("s3_bucket_name"),
+        "CALLFS_S3_ENDPOINT_URL": backend.get("s3_endpoint"),
+        "CALLFS_S3_REGION": backend.get("s3_region"),
+        "CALLFS_S3_ACCESS_KEY": backend.get("s3_access_key"),
+        "CALLFS_S3_SECRET_KEY": backend.get("s3_secret_key"),
+        "CALLFS_NODE_ID": section("instance_discovery").get("instance_id"),
+        "CALLFS_LOG_LEVEL": log.get("level"),
+        "CALLFS_LOG_FORMAT": {"json": "json"}.get(log.get("format"), "console")
+        if log.get("format") else None,
+    }
+    listen = str(server.get("listen_addr") or "")
+    if listen:
+        found["CALLFS_BIND"] = f"0.0.0.0{listen}" if listen.startswith(":") else listen  # noqa: S104 - upstream ":8443"
+    keys = [str(k) for k in auth.get("api_keys") or []]
+    keys += [f"{user}:{key}" for user, key in (auth.get("api_key_users") or {}).items()]
+    if keys:
+        found["CALLFS_API_KEYS"] = ",".join(keys)
+    if store.get("type") == "sqlite" and store.get("sqlite_path"):
+        sqlite_path = str(store["sqlite_path"])
+        found["DATABASE_URL"] = f"sqlite:///{sqlite_path}" if not sqlite_path.startswith("/") \
+            else f"sqlite:////{sqlite_path.lstrip('/')}"
+    elif store.get("type") == "postgres" and store.get("dsn"):
+        found["DATABASE_URL"] = str(store["dsn"])
+    if dlm.get("type") == "redis" and dlm.get("redis_addr"):
+        password = dlm.get("redis_password")
+        auth_part = f":{password}@" if password else ""
+        found["REDIS_URL"] = f"redis://{auth_part}{dlm['redis_addr']}/0"
+    return {name: str(value) for name, value in found.items() if value not in (None, "")}
+
+
 def load_config(environment: dict[str, str] | None = None) -> Config:
-    """Read and check every setting; raise ImproperlyConfigured naming the first bad one."""
+    """Read and check every setting (environment over CALLFS_CONFIG's YAML over defaults);
+    raise ImproperlyConfigured naming the first bad one."""
     env = environ.Env()
-    if environment is not None:
-        env.ENVIRON = environment
+    source = dict(os.environ if environment is None else environment)
+    if source.get("CALLFS_CONFIG"):
+        source = {**_yaml_settings(source["CALLFS_CONFIG"]), **source}
+    env.ENVIRON = source
     debug = _bool(env, "DJANGO_DEBUG", False)
     secret_key = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
     if len(secret_key) < MIN_SECRET_LENGTH:
@@ -243,6 +310,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         lock_timeout=lock_timeout,
         umask=int(umask_raw, 8),
         metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
+        bind=env.str("CALLFS_BIND", default="127.0.0.1:8000"),
     )
 
 

@@ -130,3 +130,63 @@ def test_validate_config_masks_secrets(settings):
     assert "configuration OK" in text
     assert "topsecret" not in text and "k" * 20 not in text
     assert "alice" in text
+
+
+UPSTREAM_YAML = """
+server:
+  listen_addr: ":8443"
+  protocol: "http"
+  external_url: "http://node1:8443"
+auth:
+  api_keys:
+    - "test-api-key-integration-0123456"
+  api_key_users:
+    carol: "carol-key-0123456789abcdef"
+  internal_proxy_secret: "test-internal-secret-0123456789"
+  single_use_link_secret: "test-link-secret-01234567890123"
+backend:
+  default_backend: "s3"
+  localfs_root_path: "/data"
+  s3_bucket_name: "callfs-test"
+  s3_endpoint: "http://minio:9000"
+  s3_region: "us-east-1"
+metadata_store:
+  type: "postgres"
+  dsn: "postgres://callfs:callfs@postgres:5432/callfs?sslmode=disable"
+dlm:
+  type: "redis"
+  redis_addr: "redis:6379"
+instance_discovery:
+  instance_id: "node-1"
+log:
+  level: "debug"
+  format: "json"
+"""
+
+
+def test_an_upstream_config_yaml_is_read_and_the_environment_wins(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(UPSTREAM_YAML)
+    config = load_config({"CALLFS_CONFIG": str(path), "CALLFS_NODE_ID": "from-env"})
+    assert config.bind == "0.0.0.0:8443"
+    assert config.external_url == "http://node1:8443"
+    assert config.api_keys == {"test-api-key-integration-0123456": "api-user-0",
+                               "carol-key-0123456789abcdef": "carol"}
+    assert config.internal_secret == "test-internal-secret-0123456789"
+    assert config.link_secret == "test-link-secret-01234567890123"
+    assert (config.default_backend, config.s3_bucket) == ("s3", "callfs-test")
+    assert str(config.data_dir) == "/data"
+    assert config.database["ENGINE"] == "django.db.backends.postgresql"
+    assert config.database["HOST"] == "postgres"
+    assert config.redis_url == "redis://redis:6379/0"
+    assert config.node_id == "from-env"
+    assert (config.log_level, config.log_format) == ("DEBUG", "json")
+
+
+def test_a_broken_config_file_is_named(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="^CALLFS_CONFIG: cannot read"):
+        load_config({"CALLFS_CONFIG": str(tmp_path / "missing.yaml")})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: [unclosed")
+    with pytest.raises(ImproperlyConfigured, match="^CALLFS_CONFIG: .* is not valid YAML"):
+        load_config({"CALLFS_CONFIG": str(bad)})

@@ -190,3 +190,18 @@ def test_a_dead_node_gives_a_quick_502_and_nothing_is_lost(cluster):
     finally:
         dead.start()
     assert get(cluster, 0, "dead/f.txt").content == data
+
+
+def test_a_link_made_on_one_node_is_redeemed_on_another(cluster):
+    data = b"shared through a link"
+    assert put(cluster, 0, "links/f.txt", data).status_code == 201
+    generated = cluster.session().post(
+        f"{cluster.nodes[0].base_url}/v1/links/generate",
+        data=json.dumps({"path": f"{cluster.prefix}/links/f.txt", "expiry_seconds": 60}))
+    assert generated.status_code == 201, generated.text
+    token = generated.json()["token"]
+    first = requests.get(f"{cluster.nodes[1].base_url}/download/{token}", timeout=10)
+    assert first.status_code == 200
+    assert first.content == data
+    again = requests.get(f"{cluster.nodes[2].base_url}/download/{token}", timeout=10)
+    assert again.status_code == 410
