@@ -28,3 +28,20 @@ class BearerScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer",
                 "description": "An API key (manage.py create_api_key) or the internal secret."}
+
+
+ALIASES = {"/download/", "/v1/files", "/v1/directories", "/metrics/"}
+
+
+def hide_aliases(endpoints):
+    """PREPROCESSING_HOOK: document each operation once. Drop alias routes (the root without a
+    trailing slash, `/download/` without a token) and show `/v1/links/{id}` as the spec
+    writes it, without the optional trailing slash the router also accepts."""
+    documented = []
+    for path, regex, method, callback in endpoints:
+        if path in ALIASES:
+            continue
+        if path.endswith("}/"):
+            path = path[:-1]
+        documented.append((path, regex, method, callback))
+    return documented

@@ -121,4 +121,5 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "AUTHENTICATION_WHITELIST": ["callfs_site.authentication.BearerAuthentication"],
+    "PREPROCESSING_HOOKS": ["callfs_site.schema.hide_aliases"],
 }

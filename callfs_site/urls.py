@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from callfs_site.views import HealthView, MetricsView, ReadyView
 from cluster.api import urls as cluster_urls
@@ -14,8 +15,11 @@ from links.views import DownloadView
 urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("ready", ReadyView.as_view(), name="ready"),
-    re_path(r"^metrics/?\Z", MetricsView.as_view(), name="metrics"),
-    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
+    path("metrics/", MetricsView.as_view(), name="metrics"),
+    # DRF's negotiation here (not our JSON-only one), so ?format=json and Accept pick YAML/JSON.
+    path("v1/schema/", SpectacularAPIView.as_view(
+        content_negotiation_class=DefaultContentNegotiation), name="schema"),
     path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     # Unknown /v1 URLs authenticate first, then 404 (upstream), so the fallback comes last.
     path("v1/", include([*filesystem_urls.urlpatterns, *links_urls.urlpatterns,

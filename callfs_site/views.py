@@ -83,10 +83,10 @@ def _readiness_checks():
         yield f"backend:{name}", get_backend(name).check
 
 
-@extend_schema_view(**{method: extend_schema(exclude=method != "get") for method in
-                       ("get", "post", "put", "patch", "delete", "head", "options")})
-@extend_schema(summary="Prometheus metrics (text exposition 0.0.4)",
-               responses={(200, "text/plain"): OpenApiTypes.STR, 401: ERROR})
+@extend_schema_view(
+    get=extend_schema(summary="Prometheus metrics (text exposition 0.0.4)",
+                      responses={(200, "text/plain"): OpenApiTypes.STR, 401: ERROR}),
+    post=extend_schema(exclude=True))  # every method answers, as upstream; GET is documented
 class MetricsView(CallFSView):
     """Prometheus exposition; needs a key unless CALLFS_METRICS_PUBLIC=1 (API.md §7.2)."""
 
@@ -102,7 +102,10 @@ class MetricsView(CallFSView):
     def get(self, request):
         return HttpResponse(exposition(), content_type=PROMETHEUS_TEXT)
 
-    post = put = patch = delete = head = options = get
+    def post(self, request):
+        return self.get(request)
+
+    put = patch = delete = options = post
 
 
 def not_found(request, exception=None):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from django.http import FileResponse
 from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 
+from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem.api.views import DOWNLOAD_BLOCK_SIZE
 from links import services
@@ -13,6 +16,9 @@ from links.exceptions import InvalidRequest
 from links.throttling import LinkDownloadThrottle
 
 
+@extend_schema(summary="Redeem a single-use link: the file's bytes, once, without a key",
+               auth=[], responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                                   **errors(400, 403, 404, 410, 429)})
 class DownloadView(CallFSView):
     """Redeem a single-use link and stream its file. An APIView, so every error is the JSON
     shape. GET only: a HEAD (link previewers send them) must not consume the link."""

@@ -6,24 +6,9 @@ import re
 
 from rest_framework import serializers
 
+from callfs_site.fields import StrictBooleanField, StrictCharField
 from filesystem import paths
 from filesystem.exceptions import InvalidPath
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of converting them."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
 
 
 class ListingParams(serializers.Serializer):

@@ -7,9 +7,11 @@ from filesystem.api.internal import BlobView
 from filesystem.api.views import DirectoryView, FileView, UnknownApiView
 
 urlpatterns = [
-    re_path(r"^files(?:/(?P<path>[\s\S]*))?\Z", FileView.as_view(), name="files"),
-    re_path(r"^directories(?:/(?P<path>[\s\S]*))?\Z", DirectoryView.as_view(),
-            name="directories"),
+    re_path(r"^files/(?P<path>[\s\S]*)\Z", FileView.as_view(), name="files"),
+    re_path(r"^directories/(?P<path>[\s\S]*)\Z", DirectoryView.as_view(), name="directories"),
+    # Without a trailing slash: the root, as upstream (documented once, above).
+    re_path(r"^files\Z", FileView.as_view(), name="files"),
+    re_path(r"^directories\Z", DirectoryView.as_view(), name="directories"),
     re_path(r"^internal/blobs/(?P<key>[^/]+)\Z", BlobView.as_view(), name="internal-blob"),
 ]
 

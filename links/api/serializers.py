@@ -3,28 +3,11 @@
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from callfs_site.fields import StrictCharField, StrictIntegerField
 from links.models import DownloadLink
 
 # The documented OpenAPI names (§14 item 4), accepted as aliases of the code's names (§16.1).
 ALIASES = {"file_path": "path", "expires_in": "expiry_seconds"}
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string only: upstream's Go decoder rejects numbers where a string belongs."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer only: no strings, floats or booleans (Go's int field rejects them)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return data
 
 
 class GenerateLinkRequest(serializers.Serializer):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpResponse
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem.api.streaming import read_json
 from links import services
@@ -25,6 +27,14 @@ def download_url(request, token: str) -> str:
     return f"{base.rstrip('/')}/download/{token}"
 
 
+LINK = inline_serializer("GeneratedLink", {
+    "url": serializers.CharField(), "token": serializers.CharField(),
+    "expires": serializers.CharField(), "expires_at": serializers.CharField()})
+
+
+@extend_schema(summary="Make a single-use, time-limited download link (shown once)",
+               request=GenerateLinkRequest, responses={201: LINK, **errors(400, 401, 403, 404,
+                                                                            429)})
 class GenerateLinkView(CallFSView):
     """POST /v1/links/generate: authenticated, then rate-limited per IP (100/s, burst 1)."""
 
@@ -46,6 +56,13 @@ class LinkPagination(LimitOffsetPagination):
     max_limit = 1000
 
 
+@extend_schema_view(
+    list=extend_schema(summary="Your download links (a superuser's: all)"),
+    retrieve=extend_schema(summary="One link record", responses={200: DownloadLinkSerializer,
+                                                                 **errors(401, 404)}),
+    destroy=extend_schema(summary="Revoke a link (later downloads answer 410)",
+                          responses={204: None, **errors(401, 404)}),
+)
 class LinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet,
                   CallFSView):
     """GET /v1/links/, GET and DELETE /v1/links/{id}: the caller's links (an admin's: all).
