@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -59,10 +60,13 @@ def revoke_api_keys(user_or_prefix: str) -> int:
         query = active.matching(user_or_prefix)
     if not query.exists() and len(user_or_prefix) >= 6:
         query = active.filter(prefix__startswith=user_or_prefix[: ApiKey.PREFIX_LENGTH])
-    return query.update(revoked_at=timezone.now())
+    revoked = query.update(revoked_at=timezone.now())
+    forget_authentications()
+    return revoked
 
 
 def internal_user() -> AbstractBaseUser:
+    """The admin user the internal secret authenticates as (created on first use)."""
     user, created = get_user_model().objects.get_or_create(
         username=INTERNAL_USERNAME, defaults={"is_superuser": True, "is_staff": False})
     if created:
@@ -87,23 +91,50 @@ def ensure_bootstrap_keys() -> None:
         ensure_bootstrap_key(key, username)
 
 
+# Authentication results are kept this long per process: a key lookup costs a query and a
+# compiled join on every request otherwise. A revoked key therefore stops working within
+# AUTH_CACHE_SECONDS on every worker (at once in the worker that revoked it).
+AUTH_CACHE_SECONDS = 5.0
+_AUTH_CACHE_LIMIT = 10_000
+_authenticated: dict[str, tuple[float, AbstractBaseUser]] = {}
+
+
+def forget_authentications() -> None:
+    """Drop cached authentications (after revoking keys, and between tests)."""
+    _authenticated.clear()
+
+
 def authenticate_key(key: str) -> AbstractBaseUser | None:
     """The active user a presented key belongs to, or None."""
     secret = settings.CALLFS.internal_secret
     if secret and hmac.compare_digest(key.encode(), secret.encode()):
         return internal_user()
-    api_key = ApiKey.objects.active().matching(key).select_related("user").first()
-    if api_key is None:
+    digest = ApiKey.digest_for(key)
+    now = time.monotonic()
+    cached = _authenticated.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    user = _lookup(key, digest)
+    if user is not None:
+        if len(_authenticated) >= _AUTH_CACHE_LIMIT:
+            _authenticated.clear()
+        _authenticated[digest] = (now + AUTH_CACHE_SECONDS, user)
+    return user
+
+
+def _lookup(key: str, digest: str) -> AbstractBaseUser | None:
+    found = ApiKey.objects.active().filter(digest=digest).select_related("user").first()
+    if found is None:
         username = settings.CALLFS.api_keys.get(key)
         if username is None:
             return None
         ensure_bootstrap_key(key, username)
-        api_key = ApiKey.objects.active().matching(key).select_related("user").first()
-        if api_key is None:
+        found = ApiKey.objects.active().filter(digest=digest).select_related("user").first()
+        if found is None:
             return None
-    if not api_key.user.is_active:
+    if not found.user.is_active:
         return None
     now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    return api_key.user
+    if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=found.pk).update(last_used_at=now)
+    return found.user

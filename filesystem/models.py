@@ -30,6 +30,21 @@ class InodeQuerySet(models.QuerySet):
     def with_names(self) -> InodeQuerySet:
         return self.select_related("owner", "group")
 
+    def with_names_at(self, path_list: list[str]) -> list[Inode]:
+        """The inodes at these paths with owner and group names, in one query. Every request
+        resolves its target (and ancestors) here, so the SQL is written out once: building it
+        through the ORM compiler cost four times as much as running it."""
+        if not path_list:
+            return []
+        user_table = Inode._meta.get_field("owner").related_model._meta.db_table
+        group_table = Inode._meta.get_field("group").related_model._meta.db_table
+        placeholders = ", ".join(["%s"] * len(path_list))
+        sql = (f"SELECT i.*, u.username AS _owner_name, g.name AS _group_name "  # noqa: S608
+               f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
+               f"LEFT JOIN {group_table} g ON g.id = i.group_id "
+               f"WHERE i.path_hash IN ({placeholders})")
+        return list(self.model.objects.raw(sql, [paths.path_key(p) for p in path_list]))
+
 
 class Inode(models.Model):
     """A file or directory. Bytes live in a backend under the opaque `blob_key`, never under the
@@ -96,6 +111,16 @@ class Inode(models.Model):
         return self.parent_id is None
 
     @property
+    def owner_name(self) -> str:
+        return self.__dict__.get("_owner_name") or self.owner.username
+
+    @property
+    def group_name(self) -> str:
+        if "_group_name" in self.__dict__:
+            return self.__dict__["_group_name"] or ""
+        return self.group.name if self.group_id else ""
+
+    @property
     def mode_string(self) -> str:
         return f"{self.mode:04o}"
 
@@ -110,7 +135,7 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True)
 
     def matching(self, key: str) -> ApiKeyQuerySet:
-        return self.filter(digest=_api_key_digest(key))
+        return self.filter(digest=ApiKey.digest_for(key))
 
 
 class ApiKey(models.Model):
@@ -140,6 +165,11 @@ class ApiKey(models.Model):
     @staticmethod
     def generate_key() -> str:
         return "cfs_" + secrets.token_urlsafe(32)
+
+    @staticmethod
+    def digest_for(key: str) -> str:
+        """The keyed hash a key is stored and looked up by."""
+        return _api_key_digest(key)
 
     def set_key(self, key: str) -> None:
         self.prefix = key[: self.PREFIX_LENGTH]

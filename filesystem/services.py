@@ -80,7 +80,7 @@ def _info(name, path, kind, size, mode, owner, group, mtime) -> dict:
 def file_info(inode: Inode) -> dict:
     """The FileInfo object of API.md §5.2 (plus `group`, §16.2)."""
     return _info(inode.name or "/", inode.path, inode.type, inode.size, inode.mode,
-                 inode.owner.username, inode.group.name if inode.group_id else "", inode.mtime)
+                 inode.owner_name, inode.group_name, inode.mtime)
 
 
 def _this_node() -> str:
@@ -161,7 +161,7 @@ def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
     and all its ancestors, checking `x` on each directory passed through - so a directory the
     user cannot traverse answers 403 and leaks nothing about what lies below it."""
     chain = paths.ancestors(path)
-    found = {i.path: i for i in Inode.objects.with_names().at_any([*chain, path])}
+    found = {i.path: i for i in Inode.objects.with_names_at([*chain, path])}
     deepest: Inode | None = None
     for ancestor in chain:
         node = found.get(ancestor)
@@ -275,6 +275,12 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
     """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
     missing ancestors created first (owned by `owner_id`, default the user)."""
     chain = paths.ancestors(path)
+    # The common case first: the parent exists. One locking query, no chain walk.
+    parent = Inode.objects.select_for_update().at(chain[-1]).first()
+    if parent is not None:
+        if not parent.is_dir:
+            raise NotADirectory(f"{parent.path} is not a directory")
+        return parent
     for _ in range(_RETRIES):
         found = {i.path: i for i in Inode.objects.at_any(chain)}
         index = max(i for i, p in enumerate(chain) if p in found)

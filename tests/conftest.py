@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from filesystem.keys import create_api_key
+from filesystem.keys import create_api_key, forget_authentications
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -21,6 +21,14 @@ def pytest_runtest_makereport(item, call):
             and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CALLFS_REQUIRE_SERVICES=1: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_authentications():
+    """Authentications are cached per process; each test's database starts over."""
+    forget_authentications()
+    yield
+    forget_authentications()
 
 
 @pytest.fixture(autouse=True)

@@ -58,8 +58,8 @@ def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = F
     response["X-CallFS-Type"] = inode.type
     response["X-CallFS-Size"] = str(inode.size)
     response["X-CallFS-Mode"] = inode.mode_string
-    response["X-CallFS-Owner"] = inode.owner.username
-    response["X-CallFS-Group"] = inode.group.name if inode.group_id else ""
+    response["X-CallFS-Owner"] = inode.owner_name
+    response["X-CallFS-Group"] = inode.group_name
     response["X-CallFS-MTime"] = services.format_time(inode.mtime)
     if instance and inode.node_id and not inode.is_root:
         response["X-CallFS-Instance-ID"] = inode.node_id

@@ -5,11 +5,14 @@ shape of unknown routes and methods (§1), request ids and security headers (§2
 import dataclasses
 import json
 import re
+import time
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from filesystem import keys
+from filesystem.keys import forget_authentications, revoke_api_keys
 from filesystem.models import ApiKey
 from tests.helpers import assert_error, body_of, upload
 
@@ -117,12 +120,24 @@ def test_a_rejected_request_changes_nothing(db, api_client, auth_client):
 def test_revoked_key_is_rejected(user_and_key, client_for):
     user, key = user_and_key
     assert client_for(key).get("/v1/files/").status_code == 200
+    assert revoke_api_keys(user.username) == 1
+    assert_auth_failed(client_for(key).get("/v1/files/"))
+
+
+def test_a_key_revoked_elsewhere_stops_within_the_cache_window(user_and_key, client_for,
+                                                                monkeypatch):
+    """Another worker's revocation reaches this one when its cached authentication expires."""
+    monkeypatch.setattr(keys, "AUTH_CACHE_SECONDS", 0.05)
+    user, key = user_and_key
+    assert client_for(key).get("/v1/files/").status_code == 200
     ApiKey.objects.filter(user=user).update(revoked_at=timezone.now())
+    time.sleep(0.1)
     assert_auth_failed(client_for(key).get("/v1/files/"))
 
 
 def test_inactive_user_is_rejected(user_and_key, client_for):
     user, key = user_and_key
+    forget_authentications()
     user.is_active = False
     user.save(update_fields=["is_active"])
     assert_auth_failed(client_for(key).get("/v1/files/"))
