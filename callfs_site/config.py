@@ -137,6 +137,7 @@ def _database(env: environ.Env) -> dict:
             path = path if path.is_absolute() else BASE_DIR / path
             path.parent.mkdir(parents=True, exist_ok=True)  # the embedded default just works
             db["NAME"] = str(path)
+        db["CONN_MAX_AGE"] = None  # a file: opening it (and its PRAGMAs) per request cost 20%
         db["OPTIONS"] = {
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
             "transaction_mode": "IMMEDIATE",
