@@ -1,16 +1,47 @@
-"""Nodes in the admin: registered by the nodes themselves (or `register_node`)."""
+"""Nodes in the admin: registered by the nodes themselves (or `register_node`), with how many
+local-disk files and bytes each holds; a node silent for DOWN_AFTER is flagged down."""
 
+from django.apps import apps
 from django.contrib import admin
+from django.db.models import BigIntegerField, Count, OuterRef, Subquery, Sum
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
 
 from cluster.models import Node
 
 
+def _per_node(aggregate):
+    """A subquery of one aggregate over the node's local-disk files. The model is looked up by
+    name: imports go filesystem → cluster, never back."""
+    inode = apps.get_model("filesystem", "Inode")
+    rows = (inode.objects.filter(type="file", backend="localfs", node_id=OuterRef("node_id"))
+            .order_by().values("node_id").annotate(value=aggregate).values("value"))
+    return Subquery(rows, output_field=BigIntegerField())
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ("node_id", "url", "state", "last_heartbeat", "version")
+    list_display = ("node_id", "state", "url", "last_heartbeat", "files", "bytes", "version")
     search_fields = ("node_id", "url")
     readonly_fields = ("registered_at", "last_heartbeat", "version")
 
+    class Media:
+        css = {"all": ["callfs_admin/admin.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            file_count=_per_node(Count("pk")), byte_count=_per_node(Sum("size")))
+
     @admin.display(description="state")
     def state(self, obj):
-        return obj.state
+        state = obj.state
+        return format_html('<span class="callfs-badge callfs-node-{}">{}</span>', state, state)
+
+    @admin.display(description="files", ordering="file_count")
+    def files(self, obj):
+        return getattr(obj, "file_count", None) or 0
+
+    @admin.display(description="bytes", ordering="byte_count")
+    def bytes(self, obj):
+        size = getattr(obj, "byte_count", None) or 0
+        return format_html('<span title="{} bytes">{}</span>', size, filesizeformat(size))

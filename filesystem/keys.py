@@ -60,8 +60,13 @@ def revoke_api_keys(user_or_prefix: str) -> int:
         query = active.matching(user_or_prefix)
     if not query.exists() and len(user_or_prefix) >= 6:
         query = active.filter(prefix__startswith=user_or_prefix[: ApiKey.PREFIX_LENGTH])
-    revoked = query.update(revoked_at=timezone.now())
-    forget_authentications()
+    return revoke_keys(query)
+
+
+def revoke_keys(queryset) -> int:
+    """Revoke exactly these keys (the active ones among them); return how many."""
+    revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    forget_authentications()  # at once in this worker; the others follow within 5 s
     return revoked
 
 
