@@ -16,7 +16,7 @@ from filesystem.storage.base import ChecksumMismatchError, StorageBackend, Write
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
-PIPELINE_DEPTH = 4  # chunks in flight between the receiving and the writing thread
+PIPELINE_DEPTH = 2  # chunks in flight between the receiving and the writing thread
 
 
 def _write_all(fd: int, data: bytes) -> None:
