@@ -149,6 +149,17 @@ def _backend(name: str) -> StorageBackend:
                                  ) from None
 
 
+def _lock_current(path: str, precondition: Precondition | None) -> Inode:
+    """Inside a transaction: the entry at `path` locked FOR UPDATE, its preconditions checked
+    again now that nobody can change it (they were checked before any byte moved, too)."""
+    current = Inode.objects.select_for_update().at(path).first()
+    if current is None:
+        raise FileNotFound()
+    if precondition:
+        precondition(current)
+    return current
+
+
 # --- lookups ------------------------------------------------------------------------------------
 
 def resolve(path: str) -> Inode | None:
@@ -553,11 +564,7 @@ def delete(user: User, path: str, *, recursive: bool = False,
     access.require_remove(user, inode, parent)
     _require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
-        current = Inode.objects.select_for_update().at(path).first()
-        if current is None:
-            raise FileNotFound()
-        if precondition:
-            precondition(current)
+        current = _lock_current(path, precondition)
         doomed = [current]
         if current.is_dir:
             levels = _subtree(current, lock=True)
@@ -648,11 +655,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
 
     blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
     with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
-        current = Inode.objects.select_for_update().at(source).first()
-        if current is None:
-            raise FileNotFound()
-        if precondition:
-            precondition(current)
+        current = _lock_current(source, precondition)
         if blob is not None:
             _swap_blob(current, inode, blob)
         target = Inode.objects.select_for_update().at(destination).first()
@@ -723,11 +726,7 @@ def _relocate(inode: Inode, placement: tuple[str, str],
     """Move a file's bytes to another backend or node, keeping its path."""
     blob = _transfer(inode, placement)
     with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
-        current = Inode.objects.select_for_update().at(inode.path).first()
-        if current is None:
-            raise FileNotFound()
-        if precondition:
-            precondition(current)
+        current = _lock_current(inode.path, precondition)
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
         current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
@@ -773,11 +772,7 @@ def change_metadata(user: User, path: str, *, mode: int | None = None,
             raise InvalidRequest(f"no user named {owner!r}")
         changes["owner_id"] = owner_row.pk
     with distributed_lock(path), transaction.atomic():
-        current = Inode.objects.select_for_update().at(path).first()
-        if current is None:
-            raise FileNotFound()
-        if precondition:
-            precondition(current)
+        current = _lock_current(path, precondition)
         Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
     record_file_operation("chmod", inode.backend)
     return resolve(path) or inode

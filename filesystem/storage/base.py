@@ -6,6 +6,7 @@ the services turn those into API errors.
 
 from __future__ import annotations
 
+import io
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,18 @@ class ChecksumMismatchError(ValueError):
 
 class BackendUnavailable(Exception):
     """The backend cannot be reached or refused the operation (network, credentials, bucket)."""
+
+
+class BlobReader(io.RawIOBase):
+    """A readable byte stream of one blob; subclasses implement `read(size)`."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True)

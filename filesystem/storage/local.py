@@ -12,7 +12,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from filesystem.storage.base import ChecksumMismatchError, StorageBackend, WriteResult
+from filesystem.storage.base import (
+    BlobReader,
+    ChecksumMismatchError,
+    StorageBackend,
+    WriteResult,
+)
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
@@ -80,7 +85,7 @@ class _BlobSink:
             raise self.error
 
 
-class LocalFileReader(io.RawIOBase):
+class LocalFileReader(BlobReader):
     """A byte range of a blob file. It keeps the real descriptor, positioned at the range start,
     so gunicorn's `wsgi.file_wrapper` sends it with sendfile(); `read()` stops at the range end
     for servers that copy through Python instead. Positions are those of the underlying file
@@ -97,9 +102,6 @@ class LocalFileReader(io.RawIOBase):
         except BaseException:
             self._file.close()
             raise
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -124,11 +126,6 @@ class LocalFileReader(io.RawIOBase):
         data = self._file.read(size)
         self._position += len(data)
         return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._file.close()

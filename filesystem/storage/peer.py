@@ -16,6 +16,7 @@ import requests
 from cluster import peers
 from filesystem.storage.base import (
     BackendUnavailable,
+    BlobReader,
     ChecksumMismatchError,
     StorageBackend,
     WriteResult,
@@ -28,26 +29,18 @@ class PeerUnavailable(BackendUnavailable):
     """The node holding the bytes cannot be reached."""
 
 
-class PeerReader(io.RawIOBase):
+class PeerReader(BlobReader):
     """A streamed response body from a peer."""
 
     def __init__(self, response: requests.Response):
         super().__init__()
         self._response = response
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         try:
             return self._response.raw.read(CHUNK if size is None or size < 0 else size)
         except Exception as exc:  # urllib3 raises its own protocol/timeout errors
             raise PeerUnavailable(f"reading from the peer failed: {exc}") from exc
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._response.close()

@@ -19,6 +19,7 @@ from storages.backends.s3 import S3Storage
 
 from filesystem.storage.base import (
     BackendUnavailable,
+    BlobReader,
     ChecksumMismatchError,
     StorageBackend,
     WriteResult,
@@ -33,26 +34,18 @@ def _missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in _MISSING
 
 
-class S3Reader(io.RawIOBase):
+class S3Reader(BlobReader):
     """A streaming `get_object` body, read in chunks (never the whole object at once)."""
 
     def __init__(self, body):
         super().__init__()
         self._body = body
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         try:
             return self._body.read(READ_CHUNK if size is None or size < 0 else size)
         except (BotoCoreError, OSError) as exc:
             raise BackendUnavailable(f"S3 read failed: {exc}") from exc
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._body.close()

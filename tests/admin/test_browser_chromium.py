@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.blackbox.conftest import PROJECT, _environment, _stop, free_port, log_tail
+from tests.blackbox.conftest import _environment
+from tests.servers import free_port, manage, start_gunicorn, stop_gunicorn
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -32,7 +30,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,1000"]
 WAIT = 15
-START_TIMEOUT = 20.0
 
 pytestmark = [
     pytest.mark.blackbox,
@@ -50,14 +47,6 @@ class Console:
     prefix: str  # "/adm-<random>"
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"manage.py {args[0]} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                    f"{done.stderr[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def console(tmp_path_factory) -> Iterator[Console]:
     """gunicorn with a superuser who has a password (for the login form) and an API key."""
@@ -72,29 +61,12 @@ def console(tmp_path_factory) -> Iterator[Console]:
            "--username", username, "--email", f"{username}@example.invalid")
     manage({**env, "CALLFS_NEW_API_KEY": key}, "create_api_key", username, "--superuser")
 
-    log_path = tmp / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-                                   cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
+    process = start_gunicorn(env, tmp / "gunicorn.log", base_url)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_tail(log_path)}")
-            try:
-                if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/health did not answer within {START_TIMEOUT:.0f} s:\n"
-                            f"{log_tail(log_path)}")
-            time.sleep(0.1)
         yield Console(base_url, username, password, key, f"/adm-{tag}")
     finally:
-        _stop(process)
+        stop_gunicorn(process)
 
 
 @pytest.fixture

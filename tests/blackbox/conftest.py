@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,15 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-PROJECT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import free_port, log_tail, manage, start_gunicorn, stop_gunicorn
 
 
 def child_pids(pid: int) -> list[int]:
@@ -67,13 +55,6 @@ def rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def log_tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass
@@ -139,17 +120,6 @@ def _environment(tmp: Path, port: int, alice_key: str, bob_key: str) -> dict[str
     return env
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("callfs-blackbox")
@@ -157,37 +127,11 @@ def server(tmp_path_factory) -> Iterator[Server]:
     alice_key, bob_key = f"alice-{secrets.token_hex(16)}", f"bob-{secrets.token_hex(16)}"
     env = _environment(tmp, port, alice_key, bob_key)
 
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )
-    if migrate.returncode != 0:
-        pytest.fail(f"migrate failed ({migrate.returncode}):\n{migrate.stdout[-3000:]}\n"
-                    f"{migrate.stderr[-3000:]}")
-
+    manage(env, "migrate", "--noinput")
     log_path = tmp / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     base_url = f"http://127.0.0.1:{port}"
+    process = start_gunicorn(env, log_path, base_url)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode} during start-up:\n"
-                            f"{log_tail(log_path)}")
-            try:
-                if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/health did not answer 200 within {START_TIMEOUT:.0f} s:\n"
-                            f"{log_tail(log_path)}")
-            time.sleep(0.1)
         # Both workers boot independently; give the second one a moment to be listed.
         deadline = time.monotonic() + 5
         while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
@@ -200,4 +144,4 @@ def server(tmp_path_factory) -> Iterator[Server]:
         srv.initial_workers = srv.workers()
         yield srv
     finally:
-        _stop(process)
+        stop_gunicorn(process)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
-import time
 
 import pytest
 import requests
 
-from tests.blackbox.conftest import PROJECT, _environment, _stop, free_port, log_tail
+from tests.blackbox.conftest import _environment
+from tests.servers import free_port, manage, start_gunicorn, stop_gunicorn
 
 pytestmark = pytest.mark.blackbox
 
@@ -29,27 +28,13 @@ def tls_server(tmp_path_factory):
     env = _environment(tmp, port, alice, f"bob-{secrets.token_hex(16)}")
     env.update({"CALLFS_TLS_CERT": str(cert), "CALLFS_TLS_KEY": str(key),
                 "CALLFS_WORKERS": "1"})
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT, env=env,
-                   check=True, capture_output=True, timeout=180)
-    log_path = tmp / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-                                   cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    manage(env, "migrate", "--noinput")
     base = f"https://127.0.0.1:{port}"
+    process = start_gunicorn(env, tmp / "gunicorn.log", base, verify=str(cert))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"{base}/health", verify=str(cert), timeout=1)
-                break
-            except requests.RequestException:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"no HTTPS server:\n{log_tail(log_path)}")
-                time.sleep(0.1)
         yield base, str(cert), alice, port
     finally:
-        _stop(process)
+        stop_gunicorn(process)
 
 
 def test_https_serves_the_api_with_hsts(tls_server):

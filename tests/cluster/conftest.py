@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.blackbox.conftest import PROJECT, free_port, log_tail
-
-START_TIMEOUT = 30.0
+from tests.servers import free_port, manage, start_gunicorn, stop_gunicorn
 
 
 @dataclass
@@ -38,22 +35,7 @@ class ClusterNode:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=PROJECT,
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.node_id} exited during start-up:\n{log_tail(self.log_path)}")
-            try:
-                if requests.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.node_id} did not start:\n{log_tail(self.log_path)}")
-            time.sleep(0.1)
+        self.process = start_gunicorn(self.env, self.log_path, self.base_url)
 
     def kill(self) -> None:
         """SIGKILL the whole process group: a crashed machine, not a graceful stop."""
@@ -62,12 +44,8 @@ class ClusterNode:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process:
+            stop_gunicorn(self.process)
 
 
 @dataclass
@@ -107,8 +85,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "DJANGO_SECRET_KEY": "cluster-test-secret-key-0123456789",
         "CALLFS_WORKERS": "2", "CALLFS_THREADS": "4", "CALLFS_LOG_LEVEL": "warning",
     })
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT,
-                   env=common, check=True, capture_output=True, timeout=180)
+    manage(common, "migrate", "--noinput")
     nodes = []
     for number in (1, 2, 3):
         port = free_port()
