@@ -130,6 +130,9 @@ def _database(env: environ.Env) -> dict:
     except Exception as exc:  # django-environ raises several types for a bad URL
         raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
     engine = db.get("ENGINE", "")
+    # django-prometheus's wrappers of the same backends count queries, errors and connections.
+    if engine in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+        db["ENGINE"] = engine.replace("django.db.", "django_prometheus.db.")
     if engine == "django.db.backends.sqlite3":
         name = db.get("NAME") or ""
         if name != ":memory:":

@@ -59,7 +59,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if CALLFS.redis_url:
     _redis = {
-        "BACKEND": "django_redis.cache.RedisCache",
+        # django-redis, counted by django-prometheus (hits, misses, failures)
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
         "LOCATION": CALLFS.redis_url,
         "OPTIONS": {
             "SOCKET_CONNECT_TIMEOUT": 2,
@@ -73,7 +74,7 @@ if CALLFS.redis_url:
         "locks": {**_redis, "KEY_PREFIX": "lk"},
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -70,8 +70,10 @@ def cache_key(scope: str, ident: str) -> str:
 
 def _redis_cache():
     """The default cache if it is django-redis (not the `cache` proxy, whose type says nothing)."""
+    from django_redis.cache import RedisCache
+
     backend = caches[DEFAULT_CACHE_ALIAS]
-    return backend if type(backend).__module__.startswith("django_redis") else None
+    return backend if isinstance(backend, RedisCache) else None
 
 
 def take(scope: str, ident: str, rate: float, burst: int) -> tuple[bool, float]:
