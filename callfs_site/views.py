@@ -14,6 +14,7 @@ from callfs_site.metrics import exposition
 from callfs_site.schema import ERROR
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+COMPACT = {"separators": (",", ":")}  # compact JSON, as every other answer
 
 
 class CallFSView(APIView):
@@ -63,8 +64,8 @@ class ReadyView(CallFSView):
             body = {"code": ServiceUnavailable.default_code,
                     "message": f"{failing[0]} unavailable: {checks[failing[0]]}",
                     "checks": checks}
-            return JsonResponse(body, status=503)
-        return JsonResponse({"status": "ready", "checks": checks})
+            return JsonResponse(body, status=503, json_dumps_params=COMPACT)
+        return JsonResponse({"status": "ready", "checks": checks}, json_dumps_params=COMPACT)
 
 
 def _readiness_checks():
