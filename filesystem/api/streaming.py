@@ -95,5 +95,6 @@ def read_json(request, limit: int, error: type[InvalidRequest] = BadRequest) -> 
         raise error(f"request body is larger than {limit} bytes") from None
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: a small body can nest deeper than the parser's stack ("[[[[...").
         raise error("invalid JSON body") from None

@@ -724,3 +724,12 @@ def test_name_length_limits(auth_client):
     assert upload(auth_client, "/" + "n" * 255, b"ok").status_code == 201
     assert_error(upload(auth_client, "/" + "n" * 256, b"no"), 400, "INVALID_PATH")
     assert_error(auth_client.get("/v1/files/" + "n" * 5000), 400, "INVALID_PATH")
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"a":' * 20_000, b"\xff\xfe", b"1e999999"])
+def test_hostile_patch_bodies_are_400_not_500(auth_client, body):
+    make(auth_client, "/hostile.txt", b"x")
+    response = auth_client.patch("/v1/files/hostile.txt", data=body,
+                                 content_type="application/json")
+    assert_error(response, 400, "BAD_REQUEST")
+    assert auth_client.get("/v1/files/hostile.txt").status_code == 200

@@ -738,3 +738,9 @@ def test_buckets_live_in_the_configured_cache():
         assert throttling._redis_cache() is None
         tokens, _ = cache.get(key)
         assert 0 <= tokens < 1
+
+
+def test_a_deeply_nested_generate_body_is_400_not_500(auth_client):
+    response = auth_client.post("/v1/links/generate", data=b"[" * 4000,
+                                content_type="application/json")
+    assert_error(response, 400, "INVALID_REQUEST")
