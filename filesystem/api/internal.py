@@ -103,3 +103,15 @@ class BlobView(CallFSView):
     def delete(self, request, key: str):
         get_backend("localfs").delete(self._key(key))
         return HttpResponse(status=204)
+
+
+@extend_schema(exclude=True)
+class UnknownInternalView(CallFSView):
+    """Any other /v1/internal/ URL (upstream's shard and Raft endpoints, which this server does
+    not have): only the internal secret gets as far as the 404; API keys are 401 (T 32)."""
+
+    authentication_classes = [InternalSecretAuthentication]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise FileNotFound("no such internal endpoint")

@@ -447,3 +447,17 @@ def test_metrics_counts_requests(auth_client):
     text = body_of(response).decode()
     assert "callfs_http_requests_total" in text
     assert re.search(r'^callfs_http_requests_total\{[^}]*\} [0-9.e+]+$', text, re.M)
+
+
+@pytest.mark.parametrize("url", ["/v1/internal/shards/abc/0", "/v1/internal/raft/join",
+                                 "/v1/internal/raft/metadata/apply", "/v1/internal"])
+def test_internal_endpoints_refuse_api_keys(auth_client, api_client, settings, url):
+    """Upstream's internal routes take the internal secret only (T 32): no key and API keys
+    are 401; the secret reaches the (here: unknown) endpoint."""
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, internal_secret="s" * 24)
+    assert_error(api_client.post(url), 401, "AUTHENTICATION_FAILED")
+    assert_error(auth_client.put(url, data=b"x", content_type="application/octet-stream"), 401,
+                 "AUTHENTICATION_FAILED")
+    secret = APIClient()
+    secret.credentials(HTTP_AUTHORIZATION="Bearer " + "s" * 24)
+    assert secret.get(url).status_code == 404
