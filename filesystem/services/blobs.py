@@ -1,0 +1,155 @@
+"""Where bytes live and how they move: backends, peers, stored blobs, transfers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from callfs_site.errors import ServiceUnavailable
+from callfs_site.metrics import timed_backend_call
+from filesystem.exceptions import (
+    ChecksumMismatch,
+    FileNotFound,
+    NodeUnavailable,
+)
+from filesystem.models import Inode, InodeType
+from filesystem.services.common import _this_node
+from filesystem.storage import (
+    BackendUnavailable,
+    ChecksumMismatchError,
+    StorageBackend,
+    UnknownBackend,
+    get_backend,
+)
+from filesystem.storage.peer import PeerStorage, PeerUnavailable
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+def _blob_store(backend: str, node_id: str = "") -> StorageBackend:
+    """Where a blob lives: a backend, or for local-disk bytes of another node, that node."""
+    if backend == "localfs" and node_id and node_id != _this_node():
+        return PeerStorage(node_id)
+    return _backend(backend)
+
+
+def _home(inode: Inode) -> StorageBackend:
+    return _blob_store(inode.backend, inode.node_id)
+
+
+def _require_reachable(inode: Inode) -> None:
+    """Before removing a file whose bytes live on another node, make sure that node answers,
+    so its blob goes with the metadata instead of being stranded (API.md §11.2: 502)."""
+    if inode.type == InodeType.FILE:
+        store = _home(inode)
+        if isinstance(store, PeerStorage):
+            with _backend_call(inode.backend, "check"):
+                store.check()
+
+
+def _discard_after_commit(backend_name: str, key: str, node_id: str = "") -> None:
+    """Delete a blob once the metadata that referenced it is committed away."""
+    if not key:
+        return
+
+    def discard() -> None:
+        try:
+            _blob_store(backend_name, node_id).delete(key)
+        except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
+            logger.exception("could not delete blob %s from %s %s", key, backend_name, node_id)
+
+    transaction.on_commit(discard)
+
+
+@contextmanager
+def _backend_call(backend: str, operation: str) -> Iterator[None]:
+    """Time a backend call and turn an unreachable backend into 503 SERVICE_UNAVAILABLE."""
+    try:
+        with timed_backend_call(backend, operation):
+            yield
+    except PeerUnavailable as exc:
+        logger.warning("peer unavailable during %s: %s", operation, exc)
+        raise NodeUnavailable(str(exc)) from None
+    except BackendUnavailable as exc:
+        logger.warning("storage backend %s failed during %s: %s", backend, operation, exc)
+        raise ServiceUnavailable(f"the {backend} storage backend is unavailable") from None
+
+
+def _backend(name: str) -> StorageBackend:
+    try:
+        return get_backend(name)
+    except UnknownBackend:
+        raise ServiceUnavailable(f"the {name} storage backend is not configured on this node"
+                                 ) from None
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Bytes already stored under a fresh key, waiting for their metadata."""
+
+    backend: str
+    key: str
+    size: int
+    sha256: str
+    node_id: str = ""  # the node whose disk holds them (local-disk backend only)
+
+
+def _placement(backend: str | None = None, node_id: str | None = None) -> tuple[str, str]:
+    """(backend, node) for new bytes: by default this node's CALLFS_DEFAULT_BACKEND."""
+    backend = backend or settings.CALLFS.default_backend
+    return backend, (node_id or _this_node()) if backend == "localfs" else ""
+
+
+def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
+           placement: tuple[str, str] | None = None) -> Blob:
+    """Write a stream under a fresh key where `placement` says (default: see _placement)."""
+    backend_name, node_id = placement or _placement()
+    store = _blob_store(backend_name, node_id)
+    key = store.new_key()
+    try:
+        with _backend_call(backend_name, "write"):
+            result = store.write(key, chunks, expected_sha256)
+    except ChecksumMismatchError:
+        raise ChecksumMismatch() from None
+    return Blob(backend_name, key, result.size, result.sha256, node_id)
+
+
+def _transfer(inode: Inode, placement: tuple[str, str]) -> Blob:
+    """Copy a file's bytes to `placement` under a fresh key: where they already are, the store
+    copies by itself; to another backend or node the bytes stream through here in constant
+    memory, and their sha256 is checked on arrival."""
+    source = _home(inode)
+    if placement == (inode.backend, inode.node_id if inode.backend == "localfs" else ""):
+        key = source.new_key()
+        try:
+            with _backend_call(inode.backend, "copy"):
+                source.copy(inode.blob_key, key)
+        except FileNotFoundError:
+            raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+        return Blob(inode.backend, key, inode.size, inode.sha256, placement[1])
+    try:
+        with _backend_call(inode.backend, "open"):
+            reader = source.open(inode.blob_key)
+    except FileNotFoundError:
+        raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+    with reader:
+        return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, placement)
+
+
+@contextmanager
+def _committing_blob(blob: Blob | None) -> Iterator[None]:
+    """If the metadata commit fails, the freshly written blob is removed again."""
+    try:
+        yield
+    except BaseException:
+        if blob is None:
+            raise
+        _blob_store(blob.backend, blob.node_id).delete(blob.key)
+        raise

@@ -1,0 +1,222 @@
+"""Creating and overwriting: mkdir -p, POST, PUT and server-side copy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from callfs_site.metrics import record_file_operation
+from cluster.locks import distributed_lock
+from cluster.models import Node
+from filesystem import access, paths
+from filesystem.access import User
+from filesystem.exceptions import (
+    BadRequest,
+    FileAlreadyExists,
+    IsADirectory,
+    NotADirectory,
+)
+from filesystem.models import Inode, InodeType
+from filesystem.services.blobs import (
+    Blob,
+    _committing_blob,
+    _discard_after_commit,
+    _placement,
+    _store,
+    _transfer,
+)
+from filesystem.services.common import Precondition, _new_mode, _this_node
+from filesystem.services.lookup import _check_can_create, _walk, resolve, stat
+
+_RETRIES = 5
+
+
+def _locked_parent(user: User, path: str, owner_id: int | None = None,
+                   create_missing: bool = True) -> Inode:
+    """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
+    missing ancestors created first (owned by `owner_id`, default the user)."""
+    chain = paths.ancestors(path)
+    # The common case first: the parent exists. One locking query, no chain walk.
+    parent = Inode.objects.select_for_update().at(chain[-1]).first()
+    if parent is not None:
+        if not parent.is_dir:
+            raise NotADirectory(f"{parent.path} is not a directory")
+        return parent
+    for _ in range(_RETRIES):
+        found = {i.path: i for i in Inode.objects.at_any(chain)}
+        index = max(i for i, p in enumerate(chain) if p in found)
+        parent = (Inode.objects.select_for_update()
+                  .filter(pk=found[chain[index]].pk, path_hash=paths.path_key(chain[index]))
+                  .first())
+        if parent is None:
+            continue  # moved or deleted while we looked: look again
+        if index + 1 < len(chain) and Inode.objects.at(chain[index + 1]).exists():
+            continue  # someone created the next level while we waited for the lock
+        if not parent.is_dir:
+            raise NotADirectory(f"{parent.path} is not a directory")
+        for missing in chain[index + 1:]:
+            access.require_create_in(user, parent)
+            if not create_missing:
+                raise BadRequest(f'destination parent "{paths.parent_of(path)}" does not exist')
+            parent = Inode.objects.create(
+                parent=parent, name=paths.name_of(missing), path=missing,
+                type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
+                group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+                backend=parent.backend if parent.parent_id else settings.CALLFS.default_backend,
+                node_id=_this_node(),
+            )
+        return parent
+    raise FileAlreadyExists("the directory changed while creating the path, try again")
+
+
+def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
+    """The 409 for a create onto an existing entry; §11.3's object when it lives elsewhere."""
+    if existing.node_id and existing.node_id != _this_node() and existing.backend == "localfs":
+        if existing.is_dir:
+            suggestion = ("Directory already exists on another server. Use GET to access it."
+                          if wants_directory else
+                          "Path exists as directory on another server, cannot create file")
+        else:
+            suggestion = ("Path exists as file on another server, cannot create directory"
+                          if wants_directory else
+                          "File already exists on another server. Use PUT to update it.")
+        conflict = {
+            "error": "Resource exists on another server", "existing_path": existing.path,
+            "instance_id": existing.node_id, "backend_type": existing.backend,
+            "suggestion": suggestion,
+        }
+        peer = Node.objects.filter(node_id=existing.node_id).values_list("url", flat=True).first()
+        if peer and not existing.is_dir and not wants_directory:
+            conflict["update_url"] = f"{peer.rstrip('/')}/v1/files{quote(existing.path)}"
+        return FileAlreadyExists("Resource exists on another server", extra=conflict)
+    if existing.is_dir and not wants_directory:
+        return FileAlreadyExists(f"{existing.path} exists and is a directory")
+    if not existing.is_dir and wants_directory:
+        return FileAlreadyExists(f"{existing.path} exists and is a file")
+    return FileAlreadyExists()
+
+
+def make_directory(user: User, path: str) -> tuple[Inode, bool]:
+    """mkdir -p: create `path` and missing parents; an existing directory is fine (False)."""
+    existing, nearest = _walk(user, path)
+    if existing is not None:
+        if existing.is_dir:
+            return existing, False
+        raise _conflict(existing, wants_directory=True)
+    _check_can_create(user, nearest)
+    with distributed_lock(path), transaction.atomic():
+        parent = _locked_parent(user, path)
+        existing = Inode.objects.at(path).first()
+        if existing is not None:
+            if existing.is_dir:
+                return existing, False
+            raise _conflict(existing, wants_directory=True)
+        access.require_create_in(user, parent)
+        inode = Inode.objects.create(
+            parent=parent, name=paths.name_of(path), path=path, type=InodeType.DIRECTORY,
+            owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+            backend=settings.CALLFS.default_backend, node_id=_this_node(),
+        )
+    record_file_operation("mkdir", inode.backend)
+    return inode, True
+
+
+def _check_target(user: User, path: str, *, replace: bool,
+                  precondition: Precondition | None) -> Inode | None:
+    """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
+    if path == paths.ROOT:
+        raise IsADirectory("the root is a directory")
+    existing, nearest = _walk(user, path)
+    if precondition:
+        precondition(existing)
+    if existing is None:
+        _check_can_create(user, nearest)
+        return None
+    if not replace:
+        access.require_create_in(user, nearest)
+        raise _conflict(existing, wants_directory=False)
+    if existing.is_dir:
+        raise IsADirectory(f"{path} is a directory")
+    access.require_write(user, existing)
+    return existing
+
+
+def _commit(user: User, path: str, blob: Blob, *, replace: bool,
+            precondition: Precondition | None) -> tuple[Inode, bool]:
+    """Point `path` at a stored blob: create the file, or (with `replace`) swap its bytes in one
+    transaction so readers see the old or the new content, never a mix."""
+    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
+        current = Inode.objects.select_for_update().at(path).first()
+        if precondition:
+            precondition(current)
+        if current is None:
+            parent = _locked_parent(user, path)
+            access.require_create_in(user, parent)
+            now = timezone.now()
+            try:
+                with transaction.atomic():
+                    inode = Inode.objects.create(
+                        parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
+                        size=blob.size, owner_id=user.pk, group_id=parent.group_id,
+                        mode=_new_mode(InodeType.FILE), backend=blob.backend,
+                        node_id=blob.node_id,
+                        blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now)
+            except IntegrityError:
+                raise FileAlreadyExists() from None
+            record_file_operation("create", blob.backend)
+            return inode, True
+        if not replace:
+            raise _conflict(current, wants_directory=False)
+        if current.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        access.require_write(user, current)
+        _discard_after_commit(current.backend, current.blob_key, current.node_id)
+        now = timezone.now()
+        current.size, current.sha256, current.mtime, current.ctime = \
+            blob.size, blob.sha256, now, now
+        current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
+        current.save(update_fields=["size", "sha256", "mtime", "ctime", "backend", "blob_key",
+                                    "node_id"])
+    record_file_operation("update", blob.backend)
+    return resolve(path) or current, False
+
+
+def create_file(user: User, path: str, chunks: Iterable[bytes], *,
+                expected_sha256: str | None = None) -> Inode:
+    """POST: create a new file (and missing parents); 409 if anything exists at `path`."""
+    if path == paths.ROOT:
+        raise FileAlreadyExists("the root directory exists")
+    _check_target(user, path, replace=False, precondition=None)
+    return _commit(user, path, _store(chunks, expected_sha256), replace=False,
+                   precondition=None)[0]
+
+
+def write_file(user: User, path: str, chunks: Iterable[bytes], *,
+               expected_sha256: str | None = None,
+               precondition: Precondition | None = None) -> tuple[Inode, bool]:
+    """PUT: create or overwrite a file; concurrent writers end with exactly one writer's bytes.
+    Returns (inode, created)."""
+    existing = _check_target(user, path, replace=True, precondition=precondition)
+    # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
+    # PUT to the owner); a new file goes to this node's default backend.
+    placement = _placement(existing.backend, existing.node_id) if existing else _placement()
+    return _commit(user, path, _store(chunks, expected_sha256, placement), replace=True,
+                   precondition=precondition)
+
+
+def copy_file(user: User, source: str, path: str, *, replace: bool,
+              precondition: Precondition | None = None) -> tuple[Inode, bool]:
+    """Server-side copy (X-CallFS-Copy-Source): the backend duplicates the blob, no byte passes
+    through this process. Needs read on the source and create/overwrite rights at `path`."""
+    original = stat(user, source)
+    access.require_read(user, original)
+    if original.is_dir:
+        raise IsADirectory(f"{source} is a directory; only files can be copied")
+    _check_target(user, path, replace=replace, precondition=precondition)
+    blob = _transfer(original, _placement())
+    record_file_operation("copy", blob.backend)
+    return _commit(user, path, blob, replace=replace, precondition=precondition)

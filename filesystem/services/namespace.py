@@ -1,0 +1,277 @@
+"""Changing the tree: delete (rm -r), move/rename/relocate, chmod/chgrp/chown."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from callfs_site.metrics import record_file_operation
+from cluster.exceptions import LockTimeout
+from cluster.locks import distributed_lock
+from cluster.models import Node
+from filesystem import access, paths
+from filesystem.access import User
+from filesystem.exceptions import (
+    BadRequest,
+    DirectoryNotEmpty,
+    FileAlreadyExists,
+    FileNotFound,
+    InvalidRequest,
+    IsADirectory,
+    NotADirectory,
+    PermissionDenied,
+)
+from filesystem.models import Inode, InodeType
+from filesystem.services.blobs import (
+    Blob,
+    _committing_blob,
+    _discard_after_commit,
+    _placement,
+    _require_reachable,
+    _transfer,
+)
+from filesystem.services.common import Precondition, _lock_current, _this_node
+from filesystem.services.create import _locked_parent
+from filesystem.services.lookup import _check_can_create, _walk, resolve, stat
+from filesystem.storage import available_backends
+
+
+def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
+    """The descendants of a directory, level by level (children first)."""
+    levels: list[list[Inode]] = []
+    frontier = [directory.pk]
+    while frontier:
+        query = Inode.objects.filter(parent_id__in=frontier)
+        if lock:
+            query = query.select_for_update()
+        level = list(query.order_by("pk"))
+        if not level:
+            break
+        levels.append(level)
+        frontier = [i.pk for i in level if i.is_dir]
+    return levels
+
+
+def delete(user: User, path: str, *, recursive: bool = False,
+           precondition: Precondition | None = None) -> None:
+    """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
+    (every entry must be deletable by the user)."""
+    inode, parent = _walk(user, path)
+    if inode is None:
+        raise FileNotFound()
+    if precondition:
+        precondition(inode)
+    _refuse_root(user, inode)
+    access.require_remove(user, inode, parent)
+    _require_reachable(inode)
+    with distributed_lock(path), transaction.atomic():
+        current = _lock_current(path, precondition)
+        doomed = [current]
+        if current.is_dir:
+            levels = _subtree(current, lock=True)
+            if levels and not recursive:
+                raise DirectoryNotEmpty(f"{path} is not empty")
+            # rm -r, all or nothing: every directory must be listable, every entry removable.
+            directories = {current.pk: current}
+            for level in levels:
+                for entry in level:
+                    holder = directories[entry.parent_id]
+                    if not access.can_descend(user, holder):
+                        raise PermissionDenied(f"cannot list {holder.path}")
+                    access.require_remove(user, entry, holder)
+                    if entry.is_dir:
+                        directories[entry.pk] = entry
+            doomed += [entry for level in levels for entry in level]
+        for node_id in {e.node_id for e in doomed if e.type == InodeType.FILE} - {_this_node()}:
+            _require_reachable(next(e for e in doomed if e.node_id == node_id
+                                    and e.type == InodeType.FILE))
+        for entry in doomed:
+            if entry.type == InodeType.FILE:
+                _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
+        # Deepest first: a directory row goes only after its children (the FK protects it).
+        for level in reversed(_subtree_levels(doomed, current)):
+            for start in range(0, len(level), 500):
+                Inode.objects.filter(pk__in=level[start:start + 500]).delete()
+    record_file_operation("delete", inode.backend)
+
+
+def _refuse_root(user: User, inode: Inode) -> None:
+    """The root can be neither deleted nor moved: 403 for users (it is root's), 400 for admins."""
+    if inode.is_root:
+        if not access.is_admin(user):
+            raise PermissionDenied()
+        raise BadRequest("the root directory cannot be deleted, moved or replaced")
+
+
+def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
+    depth = {top.pk: 0}
+    levels: list[list[int]] = [[top.pk]]
+    for entry in doomed[1:]:
+        level = depth[entry.parent_id] + 1
+        depth[entry.pk] = level
+        if len(levels) <= level:
+            levels.append([])
+        levels[level].append(entry.pk)
+    return levels
+
+
+def move(user: User, source: str, destination: str, *, overwrite: bool = False,
+         create_parents: bool = False, backend: str | None = None,
+         instance: str | None = None, precondition: Precondition | None = None) -> Inode:
+    """Rename or move a file or directory (with its subtree). Metadata-only: blobs are keyed
+    by id, not path. Owner, mode and mtime are kept. With `backend` and/or `instance` a file's
+    bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
+    leaves the source intact."""
+    inode, parent = _walk(user, source)
+    if inode is None:
+        raise FileNotFound()
+    if precondition:
+        precondition(inode)
+    _refuse_root(user, inode)
+    access.require_remove(user, inode, parent)
+    if destination == paths.ROOT:
+        raise BadRequest("the root directory cannot be moved or replaced")
+    placement = _relocation(inode, backend, instance)
+    if destination == source:
+        if placement is None:
+            raise BadRequest("destination is the source")
+        return _relocate(inode, placement, precondition)
+    if paths.is_within(destination, source):
+        raise BadRequest("destination is inside the source")
+    if inode.is_dir and paths.parent_of(destination) != paths.parent_of(source):
+        access.require_move_directory(user, inode)
+    target, nearest = _walk(user, destination)
+    if target is not None:
+        if not overwrite:
+            raise FileAlreadyExists(f"{destination} already exists")
+        access.require_remove(user, target, nearest)
+        _replaceable(inode, target)
+    elif nearest is not None and nearest.path != paths.parent_of(destination) \
+            and not create_parents:
+        raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
+    else:
+        _check_can_create(user, nearest)
+
+    blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
+    with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
+        current = _lock_current(source, precondition)
+        if blob is not None:
+            _swap_blob(current, inode, blob)
+        target = Inode.objects.select_for_update().at(destination).first()
+        if target is not None:
+            if not overwrite:
+                raise FileAlreadyExists(f"{destination} already exists")
+            _replaceable(current, target)
+        parent = _locked_parent(user, destination, owner_id=current.owner_id,
+                                create_missing=create_parents)
+        access.require_create_in(user, parent)
+        if target is not None:
+            if target.type == InodeType.FILE:
+                _discard_after_commit(target.backend, target.blob_key, target.node_id)
+            target.delete()
+
+        old_path = current.path
+        current.parent, current.name, current.path = parent, paths.name_of(destination), \
+            destination
+        current.ctime = timezone.now()
+        current.save(update_fields=["parent", "name", "path", "path_hash", "ctime", "backend",
+                                    "blob_key", "node_id"])
+        if current.is_dir:
+            moved = [entry for level in _subtree(current, lock=True) for entry in level]
+            for entry in moved:
+                entry.path = paths.rebase(entry.path, old_path, destination)
+                entry.path_hash = paths.path_key(entry.path)
+            Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
+    record_file_operation("move", inode.backend)
+    return resolve(destination) or current
+
+
+def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
+    """Point a locked inode at relocated bytes; the old blob goes after commit. If the file was
+    overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
+    if current.blob_key != seen.blob_key:
+        raise LockTimeout("the file changed while its bytes were being moved, try again")
+    _discard_after_commit(current.backend, current.blob_key, current.node_id)
+    current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
+
+
+def _relocation(inode: Inode, backend: str | None, instance: str | None
+                ) -> tuple[str, str] | None:
+    """Where PATCH `backend`/`instance` send a file's bytes, or None if they stay (§7.7 r. 13,
+    17): unknown backends and nodes, and directories changing either, are 400."""
+    if backend is None and instance is None:
+        return None
+    target_backend = backend or inode.backend
+    if target_backend not in available_backends():
+        raise BadRequest(f"unknown backend {target_backend!r} (this node has "
+                         f"{', '.join(available_backends())})")
+    if instance is not None:
+        if target_backend != "localfs":
+            raise BadRequest("instance applies to the localfs backend only")
+        if instance != _this_node() and not Node.objects.filter(node_id=instance).exists():
+            raise BadRequest(f"unknown instance {instance!r}")
+    current = (inode.backend, inode.node_id if inode.backend == "localfs" else "")
+    same_backend_node = inode.node_id if target_backend == inode.backend else None
+    placement = _placement(target_backend, instance or same_backend_node)
+    if placement == current:
+        return None
+    if inode.is_dir:
+        raise BadRequest("a directory cannot change backend or instance; move its files")
+    return placement
+
+
+def _relocate(inode: Inode, placement: tuple[str, str],
+              precondition: Precondition | None) -> Inode:
+    """Move a file's bytes to another backend or node, keeping its path."""
+    blob = _transfer(inode, placement)
+    with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
+        current = _lock_current(inode.path, precondition)
+        _swap_blob(current, inode, blob)
+        current.ctime = timezone.now()
+        current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
+    record_file_operation("relocate", blob.backend)
+    return resolve(inode.path) or current
+
+
+def _replaceable(source: Inode, target: Inode) -> None:
+    """Can `source` replace the existing `target` (§7.7 row 16)? Types must match and a
+    directory must be empty; the caller checked the right to remove `target` (§16.1 item 8)."""
+    if target.is_dir and not source.is_dir:
+        raise IsADirectory(f"{target.path} is a directory")
+    if source.is_dir and not target.is_dir:
+        raise NotADirectory(f"{target.path} is not a directory")
+    if target.is_dir and Inode.objects.filter(parent_id=target.pk).exists():
+        raise DirectoryNotEmpty(f"{target.path} is not empty")
+
+
+def change_metadata(user: User, path: str, *, mode: int | None = None,
+                    group: str | None = None, owner: str | None = None,
+                    precondition: Precondition | None = None) -> Inode:
+    """chmod / chgrp / chown (§16.2): mode by the owner, group by the owner to one of their own
+    groups, owner by superusers only; any of them by superusers."""
+    inode = stat(user, path)
+    if precondition:
+        precondition(inode)
+    changes: dict[str, object] = {}
+    if mode is not None:
+        access.require_chmod(user, inode)
+        changes["mode"] = mode
+    if group is not None:
+        group_row = Group.objects.filter(name=group).first()
+        if group_row is None:
+            raise InvalidRequest(f"no group named {group!r}")
+        access.require_chgrp(user, inode, group_row.pk)
+        changes["group_id"] = group_row.pk
+    if owner is not None:
+        access.require_chown(user)
+        owner_row = get_user_model().objects.filter(username=owner).first()
+        if owner_row is None:
+            raise InvalidRequest(f"no user named {owner!r}")
+        changes["owner_id"] = owner_row.pk
+    with distributed_lock(path), transaction.atomic():
+        current = _lock_current(path, precondition)
+        Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
+    record_file_operation("chmod", inode.backend)
+    return resolve(path) or inode
