@@ -54,10 +54,9 @@ def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
     return levels
 
 
-def delete(user: User, path: str, *, recursive: bool = False,
-           precondition: Precondition | None = None) -> None:
-    """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
-    (every entry must be deletable by the user)."""
+def _removable(user: User, path: str, precondition: Precondition | None) -> Inode:
+    """The entry at `path` if the user may remove it from its directory (delete, or move away):
+    404 if missing, preconditions, never the root, `w`+`x` on the parent and the sticky rule."""
     inode, parent = _walk(user, path)
     if inode is None:
         raise FileNotFound()
@@ -65,6 +64,14 @@ def delete(user: User, path: str, *, recursive: bool = False,
         precondition(inode)
     _refuse_root(user, inode)
     access.require_remove(user, inode, parent)
+    return inode
+
+
+def delete(user: User, path: str, *, recursive: bool = False,
+           precondition: Precondition | None = None) -> None:
+    """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
+    (every entry must be deletable by the user)."""
+    inode = _removable(user, path, precondition)
     _require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
         current = _lock_current(path, precondition)
@@ -124,13 +131,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     by id, not path. Owner, mode and mtime are kept. With `backend` and/or `instance` a file's
     bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
     leaves the source intact."""
-    inode, parent = _walk(user, source)
-    if inode is None:
-        raise FileNotFound()
-    if precondition:
-        precondition(inode)
-    _refuse_root(user, inode)
-    access.require_remove(user, inode, parent)
+    inode = _removable(user, source, precondition)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
     placement = _relocation(inode, backend, instance)
