@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import UTC
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from filesystem import paths
 
@@ -32,18 +34,42 @@ class InodeQuerySet(models.QuerySet):
 
     def with_names_at(self, path_list: list[str]) -> list[Inode]:
         """The inodes at these paths with owner and group names, in one query. Every request
-        resolves its target (and ancestors) here, so the SQL is written out once: building it
-        through the ORM compiler cost four times as much as running it."""
+        resolves its target (and ancestors) here, so the SQL is written out once and rows become
+        models directly: the ORM compiler cost four times as much as running the query, and
+        RawQuerySet's column mapping as much again."""
         if not path_list:
             return []
+        fields = [f.attname for f in Inode._meta.concrete_fields]
         user_table = Inode._meta.get_field("owner").related_model._meta.db_table
         group_table = Inode._meta.get_field("group").related_model._meta.db_table
+        columns = ", ".join(f"i.{name}" for name in fields)
         placeholders = ", ".join(["%s"] * len(path_list))
-        sql = (f"SELECT i.*, u.username AS _owner_name, g.name AS _group_name "  # noqa: S608
+        sql = (f"SELECT {columns}, u.username, g.name "  # noqa: S608 - names from _meta only
                f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
                f"LEFT JOIN {group_table} g ON g.id = i.group_id "
                f"WHERE i.path_hash IN ({placeholders})")
-        return list(self.model.objects.raw(sql, [paths.path_key(p) for p in path_list]))
+        connection = connections[self.db]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [paths.path_key(p) for p in path_list])
+            rows = cursor.fetchall()
+        found = []
+        for *values, owner_name, group_name in rows:
+            for index in _TIME_COLUMNS:
+                values[index] = _aware(values[index])
+            inode = Inode.from_db(self.db, fields, values)
+            inode.__dict__["_owner_name"] = owner_name
+            inode.__dict__["_group_name"] = group_name
+            found.append(inode)
+        return found
+
+
+def _aware(value):
+    """A datetime column as Django would give it: aware, in UTC (SQLite stores naive UTC)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 class Inode(models.Model):
@@ -123,6 +149,10 @@ class Inode(models.Model):
     @property
     def mode_string(self) -> str:
         return f"{self.mode:04o}"
+
+
+_TIME_COLUMNS = [index for index, field in enumerate(Inode._meta.concrete_fields)
+                 if isinstance(field, models.DateTimeField)]
 
 
 def _api_key_digest(key: str) -> str:

@@ -43,12 +43,12 @@ def test_https_serves_the_api_with_hsts(tls_server):
     assert health.status_code == 200
     assert health.headers["Strict-Transport-Security"].startswith("max-age=31536000")
     headers = {"Authorization": f"Bearer {alice}"}
-    created = requests.put(f"{base}/v1/files/tls/hello.txt", data=b"over tls", headers=headers,
+    path = f"tls-{secrets.token_hex(4)}/hello.txt"  # runs may share one PostgreSQL database
+    created = requests.put(f"{base}/v1/files/{path}", data=b"over tls", headers=headers,
                            verify=cert, timeout=5)
     assert created.status_code == 201
     # TLS cannot use sendfile(): the download is copied through Python, still exact.
-    body = requests.get(f"{base}/v1/files/tls/hello.txt", headers=headers, verify=cert,
-                        timeout=5)
+    body = requests.get(f"{base}/v1/files/{path}", headers=headers, verify=cert, timeout=5)
     assert body.content == b"over tls"
 
 
