@@ -21,8 +21,10 @@ _config = exit_on_bad_config()
 
 wsgi_app = "callfs_site.wsgi:application"
 bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
-workers = int(os.environ.get("CALLFS_WORKERS", (os.cpu_count() or 1) * 2))
-threads = int(os.environ.get("CALLFS_THREADS", 4))
+# Measured on 2 cores (BENCHMARKS.md): cores + 1 processes with 2 threads each served the most
+# small requests; more threads only add GIL contention, more processes only add switching.
+workers = int(os.environ.get("CALLFS_WORKERS", (os.cpu_count() or 1) + 1))
+threads = int(os.environ.get("CALLFS_THREADS", 2))
 # Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.
 worker_class = "gthread"
 timeout = 120  # worker heartbeat; gthread keeps beating while a request streams
