@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework.response import Response
 
-from callfs_site.errors import NotFound
+from callfs_site.errors import NotFound, first_message
 from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem import paths, services
@@ -223,7 +223,7 @@ class FileView(CallFSView):
             return self._change_metadata(request, source, body, precondition)
         move = MoveRequest(data=body)
         if not move.is_valid():
-            raise BadRequest(_first_error(move.errors))
+            raise BadRequest(first_message(move.errors))
         options = move.validated_data
         destination = options.get("destination") or paths.join(
             paths.parent_of(source), options["name"])
@@ -243,7 +243,7 @@ class FileView(CallFSView):
             raise InvalidRequest("mode/group/owner cannot be combined with name/destination")
         change = MetadataRequest(data=body)
         if not change.is_valid():
-            raise InvalidRequest(_first_error(change.errors))
+            raise InvalidRequest(first_message(change.errors))
         inode = services.change_metadata(request.user, path, precondition=precondition,
                                          **change.validated_data)
         return Response(services.file_info(inode))
@@ -255,12 +255,6 @@ class FileView(CallFSView):
             precondition=conditional.write_precondition(request.headers),
         )
         return HttpResponse(status=204)
-
-
-def _first_error(errors: dict) -> str:
-    field, messages = next(iter(errors.items()))
-    message = str(messages[0]) if isinstance(messages, list) else str(messages)
-    return message if field == "non_field_errors" else f"{field}: {message}"
 
 
 @extend_schema_view(get=extend_schema(
