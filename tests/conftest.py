@@ -86,3 +86,20 @@ def other_client(make_user):
 @pytest.fixture
 def client_for():
     return _client_for
+
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@pytest.fixture
+def redis_down(settings):
+    """Locks and readiness pointed at a Redis that does not answer (the default cache stays
+    in-process, so only the code that needs Redis sees the outage)."""
+    settings.CALLFS = dataclasses.replace(django_settings.CALLFS, redis_url=DEAD_REDIS)
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "locks": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": DEAD_REDIS,
+                  "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1,
+                              "SOCKET_TIMEOUT": 2}},
+    }
+    return DEAD_REDIS
