@@ -29,10 +29,11 @@ MIDDLEWARE = [
     # First: it stamps every response, errors included, with the request id and security headers.
     "callfs_site.middleware.RequestContextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's session, CSRF, user and message middleware, for the admin's paths only.
+    "callfs_site.middleware.SessionMiddleware",
+    "callfs_site.middleware.CsrfViewMiddleware",
+    "callfs_site.middleware.AuthenticationMiddleware",
+    "callfs_site.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "callfs_site.urls"

@@ -64,7 +64,13 @@ def _require(user: User, inode: Inode, wanted: int) -> None:
 def require_traverse(user: User, ancestors: Iterable[Inode]) -> None:
     """`x` on every directory on the way to an entry."""
     for directory in ancestors:
-        _require(user, directory, EXECUTE)
+        require_traverse_raw(user, directory.owner_id, directory.group_id, directory.mode)
+
+
+def require_traverse_raw(user: User, owner_id: int, group_id: int | None, mode: int) -> None:
+    """`x` on a directory on the way to an entry, from its row (paths resolve on tuples)."""
+    if not user.is_authenticated or not allows_raw(user, owner_id, group_id, mode, EXECUTE):
+        raise PermissionDenied()
 
 
 def require_read(user: User, inode: Inode) -> None:

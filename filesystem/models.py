@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, router
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from filesystem import paths
 
@@ -32,43 +32,62 @@ class InodeQuerySet(models.QuerySet):
     def with_names(self) -> InodeQuerySet:
         return self.select_related("owner", "group")
 
-    def with_names_at(self, path_list: list[str]) -> list[Inode]:
-        """The inodes at these paths with owner and group names, in one query. Every request
-        resolves its target (and ancestors) here, so the SQL is written out once and rows become
-        models directly: the ORM compiler cost four times as much as running the query, and
-        RawQuerySet's column mapping as much again."""
+    def rows_at(self, path_list: list[str], *, for_update: bool = False) -> list[tuple]:
+        """The rows of the inodes at these paths, each every column plus the owner's and group's
+        names (see `Row`), in one query; `for_update` locks them until the transaction ends
+        (where the database has row locks: SQLite takes its single write lock at BEGIN).
+
+        Every request resolves its target and ancestors here, so the SQL is written out once:
+        the ORM compiler cost four times as much as running the query. Rows stay tuples until
+        a caller needs a model (`Inode.from_row`): ancestors are only checked for `x`."""
         if not path_list:
             return []
-        fields = [f.attname for f in Inode._meta.concrete_fields]
-        user_table = Inode._meta.get_field("owner").related_model._meta.db_table
-        group_table = Inode._meta.get_field("group").related_model._meta.db_table
-        columns = ", ".join(f"i.{name}" for name in fields)
-        placeholders = ", ".join(["%s"] * len(path_list))
-        sql = (f"SELECT {columns}, u.username, g.name "  # noqa: S608 - names from _meta only
-               f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
-               f"LEFT JOIN {group_table} g ON g.id = i.group_id "
-               f"WHERE i.path_hash IN ({placeholders})")
         connection = connections[self.db]
+        sql = _select_at_sql(len(path_list), connection.vendor)
+        if for_update and connection.features.has_select_for_update:
+            sql += " FOR UPDATE OF i"  # not the group's row (the nullable side of a join)
         with connection.cursor() as cursor:
             cursor.execute(sql, [paths.path_key(p) for p in path_list])
-            rows = cursor.fetchall()
-        found = []
-        for *values, owner_name, group_name in rows:
-            for index in _TIME_COLUMNS:
-                values[index] = _aware(values[index])
-            inode = Inode.from_db(self.db, fields, values)
-            inode.__dict__["_owner_name"] = owner_name
-            inode.__dict__["_group_name"] = group_name
-            found.append(inode)
-        return found
+            return cursor.fetchall()
+
+    def with_names_at(self, path_list: list[str], *, for_update: bool = False) -> list[Inode]:
+        """`rows_at` as models, owner and group names included."""
+        return [Inode.from_row(row, self.db) for row in self.rows_at(path_list,
+                                                                     for_update=for_update)]
+
+    def insert(self, inode: Inode) -> Inode:
+        """INSERT a new inode with SQL written out (every upload and mkdir runs this): the ORM's
+        insert compiler cost more than the statement. No signals are sent; none are used."""
+        inode.path_hash = paths.path_key(inode.path)
+        db = self._db or router.db_for_write(Inode)
+        connection = connections[db]
+        fields = _insert_fields()
+        values = [field.get_db_prep_save(getattr(inode, field.attname), connection)
+                  for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(), values)
+            inode.pk = cursor.fetchone()[0]
+        inode._state.adding, inode._state.db = False, db
+        return inode
+
+    def update_fields(self, inode: Inode, names: list[str]) -> None:
+        """UPDATE these columns of one inode, with SQL written out (every overwrite runs it)."""
+        connection = connections[self._db or router.db_for_write(Inode)]
+        fields = [Inode._meta.get_field(name) for name in names]
+        assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
+        values = [field.get_db_prep_save(getattr(inode, field.attname), connection)
+                  for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {Inode._meta.db_table} SET {assignments} "  # noqa: S608
+                           "WHERE id = %s", [*values, inode.pk])
 
 
 def _aware(value):
-    """A datetime column as Django would give it: aware, in UTC (SQLite stores naive UTC)."""
+    """A datetime column as Django would give it: aware, in UTC (SQLite stores naive UTC text)."""
     if isinstance(value, str):
-        value = parse_datetime(value)
-    if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value
 
 
@@ -128,6 +147,18 @@ class Inode(models.Model):
         self.path_hash = paths.path_key(self.path)
         super().save(*args, **kwargs)
 
+    @classmethod
+    def from_row(cls, row: tuple | None, db: str = "default") -> Inode | None:
+        """A model from a `rows_at` row, owner and group names included (None stays None)."""
+        if row is None:
+            return None
+        values = list(row[:_NAMES])
+        for index in _TIME_COLUMNS:
+            values[index] = _aware(values[index])
+        inode = cls.from_db(db, _COLUMNS, values)
+        inode.__dict__["_owner_name"], inode.__dict__["_group_name"] = row[_NAMES:]
+        return inode
+
     @property
     def is_dir(self) -> bool:
         return self.type == InodeType.DIRECTORY
@@ -151,8 +182,50 @@ class Inode(models.Model):
         return f"{self.mode:04o}"
 
 
+_COLUMNS = [field.attname for field in Inode._meta.concrete_fields]
 _TIME_COLUMNS = [index for index, field in enumerate(Inode._meta.concrete_fields)
                  if isinstance(field, models.DateTimeField)]
+_NAMES = len(_COLUMNS)  # a row's owner and group names follow its columns
+
+
+class Row:
+    """Positions in a `rows_at` row, for callers that decide on tuples without models."""
+
+    PATH, TYPE, OWNER, GROUP, MODE = (_COLUMNS.index(name) for name in
+                                      ("path", "type", "owner_id", "group_id", "mode"))
+
+
+@functools.cache
+def _select_at_sql(count: int, vendor: str) -> str:
+    """SELECT every inode column plus owner and group names WHERE path_hash IN (count keys).
+    On SQLite the times come back as text, parsed only for rows that become models (its
+    driver would parse them all, ancestors too)."""
+    user_table = Inode._meta.get_field("owner").related_model._meta.db_table
+    group_table = Inode._meta.get_field("group").related_model._meta.db_table
+    time_columns = {_COLUMNS[index] for index in _TIME_COLUMNS}
+    columns = ", ".join(
+        f'CAST(i.{name} AS TEXT) AS "{name}"' if vendor == "sqlite" and name in time_columns
+        else f"i.{name}" for name in _COLUMNS)
+    placeholders = ", ".join(["%s"] * count)
+    return (f"SELECT {columns}, u.username, g.name "  # noqa: S608 - names from _meta only
+            f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
+            f"LEFT JOIN {group_table} g ON g.id = i.group_id "
+            f"WHERE i.path_hash IN ({placeholders})")
+
+
+@functools.cache
+def _insert_fields() -> list[models.Field]:
+    return [field for field in Inode._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _insert_sql() -> str:
+    """INSERT ... RETURNING id (SQLite 3.35+ and PostgreSQL both have RETURNING and quote names
+    the standard way)."""
+    columns = ", ".join(f'"{field.column}"' for field in _insert_fields())
+    placeholders = ", ".join(["%s"] * len(_insert_fields()))
+    return (f"INSERT INTO {Inode._meta.db_table} ({columns}) "  # noqa: S608 - names from _meta
+            f"VALUES ({placeholders}) RETURNING id")
 
 
 def _api_key_digest(key: str) -> str:

@@ -30,18 +30,20 @@ from filesystem.services.blobs import (
     _transfer,
 )
 from filesystem.services.common import Precondition, _new_mode, _this_node
-from filesystem.services.lookup import _check_can_create, _walk, resolve, stat
+from filesystem.services.lookup import _check_can_create, _walk, stat
 
 _RETRIES = 5
 
 
 def _locked_parent(user: User, path: str, owner_id: int | None = None,
-                   create_missing: bool = True) -> Inode:
+                   create_missing: bool = True, *, parent: Inode | None = None) -> Inode:
     """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
-    missing ancestors created first (owned by `owner_id`, default the user)."""
+    missing ancestors created first (owned by `owner_id`, default the user). `parent` is the
+    parent's row when the caller has already locked it."""
     chain = paths.ancestors(path)
     # The common case first: the parent exists. One locking query, no chain walk.
-    parent = Inode.objects.select_for_update().at(chain[-1]).first()
+    if parent is None:
+        parent = next(iter(Inode.objects.with_names_at([chain[-1]], for_update=True)), None)
     if parent is not None:
         if not parent.is_dir:
             raise NotADirectory(f"{parent.path} is not a directory")
@@ -62,15 +64,24 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
             access.require_create_in(user, parent)
             if not create_missing:
                 raise BadRequest(f'destination parent "{paths.parent_of(path)}" does not exist')
-            parent = Inode.objects.create(
+            parent = Inode.objects.insert(Inode(
                 parent=parent, name=paths.name_of(missing), path=missing,
                 type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
                 group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
                 backend=parent.backend if parent.parent_id else settings.CALLFS.default_backend,
                 node_id=_this_node(),
-            )
+            ))
         return parent
     raise FileAlreadyExists("the directory changed while creating the path, try again")
+
+
+def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None]:
+    """Inside a transaction: (the entry at `path`, its parent directory), both locked FOR UPDATE
+    in one query; either may be None."""
+    parent_path = paths.parent_of(path)
+    found = {i.path: i for i in Inode.objects.with_names_at([path, parent_path],
+                                                            for_update=True)}
+    return found.get(path), found.get(parent_path)
 
 
 def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
@@ -109,18 +120,18 @@ def make_directory(user: User, path: str) -> tuple[Inode, bool]:
         raise _conflict(existing, wants_directory=True)
     _check_can_create(user, nearest)
     with distributed_lock(path), transaction.atomic():
-        parent = _locked_parent(user, path)
-        existing = Inode.objects.at(path).first()
+        existing, parent = _locked_entry_and_parent(path)
         if existing is not None:
             if existing.is_dir:
                 return existing, False
             raise _conflict(existing, wants_directory=True)
+        parent = _locked_parent(user, path, parent=parent)
         access.require_create_in(user, parent)
-        inode = Inode.objects.create(
+        inode = _insert_new(Inode(
             parent=parent, name=paths.name_of(path), path=path, type=InodeType.DIRECTORY,
             owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
             backend=settings.CALLFS.default_backend, node_id=_this_node(),
-        )
+        ))
     record_file_operation("mkdir", inode.backend)
     return inode, True
 
@@ -150,23 +161,18 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
     """Point `path` at a stored blob: create the file, or (with `replace`) swap its bytes in one
     transaction so readers see the old or the new content, never a mix."""
     with _committing_blob(blob), distributed_lock(path), transaction.atomic():
-        current = Inode.objects.select_for_update().at(path).first()
+        current, parent = _locked_entry_and_parent(path)
         if precondition:
             precondition(current)
         if current is None:
-            parent = _locked_parent(user, path)
+            parent = _locked_parent(user, path, parent=parent)
             access.require_create_in(user, parent)
             now = timezone.now()
-            try:
-                with transaction.atomic():
-                    inode = Inode.objects.create(
-                        parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
-                        size=blob.size, owner_id=user.pk, group_id=parent.group_id,
-                        mode=_new_mode(InodeType.FILE), backend=blob.backend,
-                        node_id=blob.node_id,
-                        blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now)
-            except IntegrityError:
-                raise FileAlreadyExists() from None
+            inode = _insert_new(Inode(
+                parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
+                size=blob.size, owner_id=user.pk, group_id=parent.group_id,
+                mode=_new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
+                blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now))
             record_file_operation("create", blob.backend)
             return inode, True
         if not replace:
@@ -179,10 +185,19 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
         current.size, current.sha256, current.mtime, current.ctime = \
             blob.size, blob.sha256, now, now
         current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
-        current.save(update_fields=["size", "sha256", "mtime", "ctime", "backend", "blob_key",
-                                    "node_id"])
+        Inode.objects.update_fields(current, ["size", "sha256", "mtime", "ctime", "backend",
+                                              "blob_key", "node_id"])
     record_file_operation("update", blob.backend)
-    return resolve(path) or current, False
+    return current, False
+
+
+def _insert_new(inode: Inode) -> Inode:
+    """Insert a new entry; losing a race to another node's insert of the same name is a 409
+    (the failed statement aborts the transaction, which the caller's exception rolls back)."""
+    try:
+        return Inode.objects.insert(inode)
+    except IntegrityError:
+        raise FileAlreadyExists() from None
 
 
 def create_file(user: User, path: str, chunks: Iterable[bytes], *,

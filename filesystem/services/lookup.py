@@ -14,7 +14,7 @@ from filesystem.exceptions import (
     IsADirectory,
     NotADirectory,
 )
-from filesystem.models import Inode, InodeType
+from filesystem.models import Inode, InodeType, Row
 from filesystem.services.blobs import _backend_call, _home
 from filesystem.services.common import _info
 
@@ -42,28 +42,34 @@ def resolve(path: str) -> Inode | None:
     return Inode.objects.with_names().at(path).first()
 
 
-def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
-    """(the entry at `path` or None, the deepest existing ancestor) in one query for the entry
-    and all its ancestors, checking `x` on each directory passed through - so a directory the
-    user cannot traverse answers 403 and leaks nothing about what lies below it."""
+def _walk_rows(user: User, path: str) -> tuple[tuple | None, tuple | None]:
+    """(the row at `path` or None, the row of its deepest existing ancestor) from one query for
+    the entry and all its ancestors, checking `x` on each directory passed through - so a
+    directory the user cannot traverse answers 403 and leaks nothing about what lies below it."""
     chain = paths.ancestors(path)
-    found = {i.path: i for i in Inode.objects.with_names_at([*chain, path])}
-    deepest: Inode | None = None
+    rows = {row[Row.PATH]: row for row in Inode.objects.rows_at([*chain, path])}
+    deepest = None
     for ancestor in chain:
-        node = found.get(ancestor)
-        if node is None or not node.is_dir:
-            return None, node or deepest
-        access.require_traverse(user, [node])
-        deepest = node
-    return found.get(path), deepest
+        row = rows.get(ancestor)
+        if row is None or row[Row.TYPE] != InodeType.DIRECTORY:
+            return None, row or deepest
+        access.require_traverse_raw(user, row[Row.OWNER], row[Row.GROUP], row[Row.MODE])
+        deepest = row
+    return rows.get(path), deepest
+
+
+def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
+    """`_walk_rows` as models: (the entry or None, the deepest existing ancestor or None)."""
+    entry, deepest = _walk_rows(user, path)
+    return Inode.from_row(entry), Inode.from_row(deepest)
 
 
 def stat(user: User, path: str) -> Inode:
     """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing."""
-    inode, _ = _walk(user, path)
-    if inode is None:
+    entry, _ = _walk_rows(user, path)
+    if entry is None:
         raise FileNotFound()
-    return inode
+    return Inode.from_row(entry)
 
 
 def _check_can_create(user: User, nearest: Inode | None) -> None:
