@@ -1,8 +1,9 @@
 """gunicorn settings for CallFS: `gunicorn -c gunicorn.conf.py callfs_site.wsgi:application`.
 
-Process workers with a few threads each: on these 2-core machines processes beat threads (the
-GIL), while the threads let one worker keep serving while another request streams a large file.
-Environment: CALLFS_BIND, CALLFS_WORKERS, CALLFS_THREADS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
+One process worker per CPU, each pinned to its CPU, with a few threads: on these 2-core machines
+processes beat threads (the GIL), while the threads let a worker keep serving while another
+request streams a large file or waits for fsync. Environment: CALLFS_BIND, CALLFS_WORKERS,
+CALLFS_THREADS, CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
 """
 
 import os
@@ -21,15 +22,28 @@ _config = exit_on_bad_config()
 
 wsgi_app = "callfs_site.wsgi:application"
 bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
-# Measured on 2 cores (BENCHMARKS.md): cores + 1 processes with 2 threads each served the most
-# small requests; more threads only add GIL contention, more processes only add switching.
-workers = int(os.environ.get("CALLFS_WORKERS", (os.cpu_count() or 1) + 1))
+# Measured on 2 cores (BENCHMARKS.md): one process per CPU with 2 threads each served the most
+# small requests once pinned; more threads only add GIL contention, more processes switching.
+_cpus = sorted(os.sched_getaffinity(0))
+workers = int(os.environ.get("CALLFS_WORKERS", len(_cpus)))
 threads = int(os.environ.get("CALLFS_THREADS", 2))
+# A gthread worker hands every request between its listener and a pool thread; when the two
+# ran on different CPUs each handoff cost a cache migration: pinning took a quarter off the CPU
+# time of a small GET. CALLFS_PIN_WORKERS=0 leaves placement to the scheduler (e.g. when other
+# busy services share the machine).
+_pin_workers = os.environ.get("CALLFS_PIN_WORKERS", "1") not in ("0", "false", "no")
+# A thread back from fsync() waits for the GIL up to this long while another computes (default
+# 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
+_switch_interval = 0.0005
 # Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.
 worker_class = "gthread"
 timeout = 120  # worker heartbeat; gthread keeps beating while a request streams
 graceful_timeout = 30
 keepalive = 5
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections over
+# them: with one shared socket, whichever worker woke first could take every keep-alive
+# connection of a burst and leave its CPU's sibling idle (seen as half-speed benchmark runs).
+reuse_port = not bind.startswith("unix:")
 limit_request_line = 8190  # the largest gunicorn allows: long (percent-encoded) paths fit
 control_socket_disable = True  # one shared ~/.gunicorn socket would clash between instances
 accesslog = None  # CallFS logs every request itself (callfs.request)
@@ -58,6 +72,19 @@ def post_worker_init(worker):
     from cluster.services import start_heartbeat
 
     start_heartbeat(settings.CALLFS.node_id, settings.CALLFS.node_url)
+
+
+def pre_fork(server, worker):
+    """In the master: the CPU with the fewest live workers (respawns fill the gaps)."""
+    if _pin_workers:
+        used = [getattr(w, "callfs_cpu", None) for w in server.WORKERS.values()]
+        worker.callfs_cpu = min(_cpus, key=used.count)
+
+
+def post_fork(server, worker):
+    sys.setswitchinterval(_switch_interval)
+    if _pin_workers:
+        os.sched_setaffinity(0, {worker.callfs_cpu})
 
 
 def child_exit(server, worker):

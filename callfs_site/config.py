@@ -130,12 +130,12 @@ def _database(env: environ.Env) -> dict:
     except Exception as exc:  # django-environ raises several types for a bad URL
         raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
     engine = db.get("ENGINE", "")
-    # django-prometheus's wrappers of the same drivers count queries, errors and connections.
+    # django-prometheus's wrappers of the drivers count queries, errors and connections.
     # Off by default: labelling every query cost ~30-90 us, a fifth of a small request.
-    if _bool(env, "CALLFS_DB_METRICS", False) and engine in (
-            "django.db.backends.sqlite3", "django.db.backends.postgresql"):
-        db["ENGINE"] = engine.replace("django.db.", "django_prometheus.db.")
+    db_metrics = _bool(env, "CALLFS_DB_METRICS", False)
     if engine == "django.db.backends.sqlite3":
+        # Django's SQLite with queued writers and commits flushed outside the write lock.
+        db["ENGINE"] = "callfs_site.sqlite.metrics" if db_metrics else "callfs_site.sqlite"
         name = db.get("NAME") or ""
         if name != ":memory:":
             path = Path(name)
@@ -147,9 +147,12 @@ def _database(env: environ.Env) -> dict:
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
+            # NORMAL: the backend itself flushes the WAL after each commit (see there).
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     elif engine == "django.db.backends.postgresql":
+        if db_metrics:
+            db["ENGINE"] = "django_prometheus.db.backends.postgresql"
         if not db.get("NAME"):
             raise _fail("DATABASE_URL", "names no database")
         db["CONN_MAX_AGE"] = 60

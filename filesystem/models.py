@@ -228,9 +228,13 @@ def _insert_sql() -> str:
             f"VALUES ({placeholders}) RETURNING id")
 
 
+@functools.lru_cache(maxsize=4)
+def _pepper(secret_key: str) -> bytes:
+    return hashlib.sha256(f"callfs-api-key:{secret_key}".encode()).digest()
+
+
 def _api_key_digest(key: str) -> str:
-    pepper = hashlib.sha256(f"callfs-api-key:{settings.SECRET_KEY}".encode()).digest()
-    return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(_pepper(settings.SECRET_KEY), key.encode(), hashlib.sha256).hexdigest()
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -80,9 +80,13 @@ def test_metrics_after_requests(auth_client):
 
 def test_database_metrics_are_opt_in():
     """django-prometheus's query counting costs a fifth of a small request: CALLFS_DB_METRICS."""
-    assert load_config({}).database["ENGINE"] == "django.db.backends.sqlite3"
+    assert load_config({}).database["ENGINE"] == "callfs_site.sqlite"
     assert load_config({"CALLFS_DB_METRICS": "1"}).database["ENGINE"] == \
-        "django_prometheus.db.backends.sqlite3"
+        "callfs_site.sqlite.metrics"
+    postgres = {"DATABASE_URL": "postgres://u:p@127.0.0.1/db"}
+    assert load_config(postgres).database["ENGINE"] == "django.db.backends.postgresql"
+    assert load_config({**postgres, "CALLFS_DB_METRICS": "1"}).database["ENGINE"] == \
+        "django_prometheus.db.backends.postgresql"
 
 
 @pytest.mark.parametrize(("variable", "value", "named"), [

@@ -31,6 +31,7 @@ from filesystem.api.serializers import (
 from filesystem.api.streaming import has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
+from filesystem.storage import BlobReader
 
 BINARY = {"application/octet-stream": OpenApiTypes.BINARY}
 PATH = OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -50,6 +51,9 @@ UPLOAD_HEADERS = [
 ]
 PATCH_BODY_LIMIT = 1024 * 1024
 DOWNLOAD_BLOCK_SIZE = 256 * 1024
+# Up to this size a download is answered from one read(): sendfile()'s setup in gunicorn costs
+# more than copying a few pages. Larger bodies stream (sendfile() from local disk).
+SMALL_DOWNLOAD = 64 * 1024
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -69,6 +73,18 @@ def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = F
         if inode.sha256:
             response["ETag"] = conditional.etag(inode)
             response["X-CallFS-SHA256"] = inode.sha256
+
+
+def _read_exactly(reader: BlobReader, length: int, inode: Inode) -> bytes:
+    """All `length` bytes of a small download (a backend's read() may return less at once)."""
+    parts, remaining = [], length
+    with reader:
+        while remaining > 0 and (chunk := reader.read(remaining)):
+            parts.append(chunk)
+            remaining -= len(chunk)
+    if remaining:
+        raise RuntimeError(f"the blob of {inode.path} is {remaining} bytes shorter than recorded")
+    return b"".join(parts)
 
 
 def _expected_sha256(request) -> str | None:
@@ -164,9 +180,14 @@ class FileView(CallFSView):
         requested = conditional.byte_range(request.headers, inode)
         start, length = requested or (0, inode.size)
         reader = services.open_file(request.user, inode, start, length)
-        response = FileResponse(reader, content_type="application/octet-stream",
-                                status=206 if requested else 200)
-        response.block_size = DOWNLOAD_BLOCK_SIZE
+        status = 206 if requested else 200
+        if length <= SMALL_DOWNLOAD:
+            response = HttpResponse(_read_exactly(reader, length, inode), status=status,
+                                    content_type="application/octet-stream")
+        else:
+            response = FileResponse(reader, content_type="application/octet-stream",
+                                    status=status)
+            response.block_size = DOWNLOAD_BLOCK_SIZE
         response["Content-Length"] = str(length)
         if requested:
             response["Content-Range"] = f"bytes {start}-{start + length - 1}/{inode.size}"

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from filesystem.storage.base import (
     BackendUnavailable,
+    BlobReader,
     ChecksumMismatchError,
     StorageBackend,
     WriteResult,
@@ -14,6 +15,7 @@ from filesystem.storage.local import LocalStorage
 
 __all__ = [
     "BackendUnavailable",
+    "BlobReader",
     "ChecksumMismatchError",
     "StorageBackend",
     "UnknownBackend",

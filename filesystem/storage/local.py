@@ -91,7 +91,7 @@ class LocalFileReader(BlobReader):
     for servers that copy through Python instead. Positions are those of the underlying file
     (socket.sendfile() seeks to `offset + sent` when it is done); SEEK_END is the range end."""
 
-    def __init__(self, path: Path, start: int, length: int | None):
+    def __init__(self, path: str | Path, start: int, length: int | None):
         super().__init__()
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         try:
@@ -141,15 +141,20 @@ class LocalStorage(StorageBackend):
     def __init__(self, root: Path):
         self.root = Path(root)
         self.blobs = self.root / "blobs"
+        self._blobs = str(self.blobs)
         self.tmp = self.root / "tmp"
 
-    def _path(self, key: str) -> Path:
+    def _file_name(self, key: str) -> str:
         if len(key) < 5 or not key.isalnum():
             raise FileNotFoundError(key)
-        return self.blobs / key[:2] / key[2:4] / key
+        # A string join: pathlib's cost a tenth of a small download.
+        return f"{self._blobs}/{key[:2]}/{key[2:4]}/{key}"
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file_name(key))
 
     def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
-        return LocalFileReader(self._path(key), start, length)
+        return LocalFileReader(self._file_name(key), start, length)
 
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:

@@ -9,6 +9,8 @@ from datetime import datetime
 import pytest
 from django.utils.http import http_date, parse_http_date
 
+from filesystem.api.views import SMALL_DOWNLOAD
+from filesystem.models import Inode
 from tests.helpers import assert_error, body_of, upload
 
 DATA = b"0123456789"
@@ -305,3 +307,31 @@ def test_upload_at_the_cap_is_accepted(auth_client, small_cap):
     assert_error(upload(auth_client, "/fits.bin", b"y" * 11, method="put"), 413,
                  "PAYLOAD_TOO_LARGE")
     assert stored(auth_client, "/v1/files/fits.bin") == b"x" * 10
+
+
+# --- small downloads are read at once, larger ones stream ---------------------------------------
+
+@pytest.mark.parametrize("size", [SMALL_DOWNLOAD - 1, SMALL_DOWNLOAD, SMALL_DOWNLOAD + 1,
+                                  3 * SMALL_DOWNLOAD])
+def test_downloads_either_side_of_the_small_size_are_exact(auth_client, size):
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    upload(auth_client, "/sized.bin", data, method="put")
+    whole = auth_client.get("/v1/files/sized.bin")
+    assert whole.status_code == 200
+    assert whole.streaming is (size > SMALL_DOWNLOAD)
+    assert body_of(whole) == data
+    assert whole["Content-Length"] == str(size)
+    tail = auth_client.get("/v1/files/sized.bin", HTTP_RANGE="bytes=-1000")
+    assert tail.status_code == 206
+    assert body_of(tail) == data[-1000:]
+    assert tail["Content-Range"] == f"bytes {size - 1000}-{size - 1}/{size}"
+
+
+def test_a_truncated_blob_is_an_error_not_a_short_body(auth_client, storage_root):
+    upload(auth_client, "/cut.bin", b"x" * 1000, method="put")
+    inode = Inode.objects.get(path="/cut.bin")
+    blob = next(storage_root.rglob(inode.blob_key))
+    blob.write_bytes(b"x" * 10)  # damaged behind CallFS's back
+    auth_client.raise_request_exception = False
+    response = auth_client.get("/v1/files/cut.bin")
+    assert_error(response, 500, "INTERNAL_ERROR")

@@ -1,0 +1,125 @@
+"""callfs_site.sqlite: writers queue on a lock file, and each commit is flushed before it returns.
+
+These open their own SQLite files (the test database lives in memory, where neither applies),
+with the settings CALLFS derives from DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db.utils import ConnectionHandler, OperationalError
+
+from callfs_site.config import load_config
+from callfs_site.sqlite import base as sqlite_backend
+
+
+@pytest.fixture
+def open_connection(tmp_path, django_db_blocker):
+    """Connections (one per call, as Django has one per thread) to a fresh SQLite file."""
+    settings = load_config({"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}).database
+    assert settings["ENGINE"] == "callfs_site.sqlite"
+    opened = []
+
+    def connect():
+        connection = ConnectionHandler({"default": dict(settings)})["default"]
+        opened.append(connection)
+        return connection
+
+    with django_db_blocker.unblock():
+        first = connect()
+        with first.cursor() as cursor:
+            cursor.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        yield connect
+        for connection in opened:
+            if connection._thread_ident == threading.get_ident():
+                connection.close()  # threads close their own
+
+
+def write(connection, name: str, *, fail: bool = False) -> None:
+    """One write transaction, the way transaction.atomic() drives the backend."""
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO item (name) VALUES (%s)", [name])
+        if fail:
+            raise RuntimeError("the caller gave up")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.set_autocommit(True)
+
+
+def count(connection) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM item")
+        return cursor.fetchone()[0]
+
+
+def test_concurrent_writers_all_commit(open_connection):
+    errors = []
+
+    def writer(index: int) -> None:
+        connection = open_connection()
+        try:
+            for n in range(25):
+                write(connection, f"w{index}-{n}")
+        except Exception as exc:  # reported below: no "database is locked" may escape
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert count(open_connection()) == 200
+
+
+def test_the_writer_lock_passes_on_after_commit_and_after_rollback(open_connection):
+    first, second = open_connection(), open_connection()
+    write(first, "a")
+    with pytest.raises(RuntimeError):
+        write(first, "b", fail=True)
+    started = time.monotonic()
+    write(second, "c")  # would wait WAIT_SECONDS if either left the lock held
+    assert time.monotonic() - started < 1
+    assert count(second) == 2
+
+
+def test_a_writer_gives_up_when_the_lock_is_held_too_long(open_connection, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "WAIT_SECONDS", 0.2)
+    holder, waiter = open_connection(), open_connection()
+    holder.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            write(waiter, "late")
+    finally:
+        holder.rollback()
+        holder.set_autocommit(True)
+    write(waiter, "now")  # the lock is free again
+    assert count(waiter) == 1
+
+
+def test_each_write_commit_flushes_the_wal_after_releasing_the_lock(open_connection,
+                                                                    monkeypatch):
+    connection = open_connection()
+    count(connection)  # connect first: opening also syncs the directory once
+    flushed = []
+
+    def record(path, flags=0):
+        flushed.append((path, connection._writing))
+
+    monkeypatch.setattr(sqlite_backend, "_fsync", record)
+    write(connection, "durable")
+    assert flushed == [(f"{connection.settings_dict['NAME']}-wal", False)]
+    flushed.clear()
+    with pytest.raises(RuntimeError):
+        write(connection, "abandoned", fail=True)
+    assert flushed == []  # nothing to make durable
