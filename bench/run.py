@@ -98,7 +98,8 @@ class Server(ABC):
 class CallFS(Server):
     name = "callfs"
 
-    def __init__(self, work: Path, workers: int, threads: int, database_url: str | None,
+    def __init__(self, work: Path, workers: int | None, threads: int | None,
+                 database_url: str | None,
                  extra_env: dict[str, str] | None = None, name: str = "callfs"):
         self.name = name
         work.mkdir(parents=True, exist_ok=True)
@@ -112,10 +113,10 @@ class CallFS(Server):
             "CALLFS_DATA_DIR": str(work / "callfs-data"),
             "CALLFS_API_KEYS": f"bench:{KEY}",
             "CALLFS_BIND": f"127.0.0.1:{self.port}",
-            "CALLFS_WORKERS": str(workers),
-            "CALLFS_THREADS": str(threads),
             "CALLFS_LOG_LEVEL": "warning",
             "DJANGO_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            **({"CALLFS_WORKERS": str(workers)} if workers else {}),
+            **({"CALLFS_THREADS": str(threads)} if threads else {}),
             **(extra_env or {}),
         }
         python = sys.executable
@@ -470,8 +471,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk phase")
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--list-entries", type=int, default=10000)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("CALLFS_WORKERS", 3)))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("CALLFS_THREADS", 2)))
+    parser.add_argument("--workers", type=int, default=None,
+                        help="default: gunicorn.conf.py's (one per CPU, or CALLFS_WORKERS)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="default: gunicorn.conf.py's (2, or CALLFS_THREADS)")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--output", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--s3", action="store_true",
@@ -487,6 +490,8 @@ def main() -> int:
     servers: list[Server] = []
     try:
         servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work)]
+        layout = (f"{len(servers[0].worker_pids())} workers x "
+                  f"{args.threads or os.environ.get('CALLFS_THREADS', 2)} threads")
         rounds = []
         for round_no in range(args.rounds):
             rounds.append(run_round(servers, args, work, big, round_no))
@@ -503,7 +508,7 @@ def main() -> int:
             large.unlink()
     table = summarize(rounds)
 
-    print(f"\nCallFS (gunicorn, {args.workers} workers x {args.threads} threads) vs nginx WebDAV, "
+    print(f"\nCallFS (gunicorn, {layout}) vs nginx WebDAV, "
           f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores")
     print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}  target")
     failed = []
@@ -528,8 +533,9 @@ def main() -> int:
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(
-        {"args": vars(args), "machine": {"node": platform.node(), "cores": os.cpu_count(),
-                                         "python": platform.python_version()},
+        {"args": vars(args), "gunicorn": layout,
+         "machine": {"node": platform.node(), "cores": os.cpu_count(),
+                     "python": platform.python_version()},
          "rounds": rounds, "s3_rounds": s3_rounds, "summary": table}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
     if failed:

@@ -146,9 +146,7 @@ def _database(env: environ.Env) -> dict:
         db["OPTIONS"] = {
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
             "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
-            # NORMAL: the backend itself flushes the WAL after each commit (see there).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 30,  # the WAL mode and sync PRAGMAs are the backend's (see there)
         }
     elif engine == "django.db.backends.postgresql":
         if db_metrics:

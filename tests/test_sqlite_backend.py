@@ -6,6 +6,7 @@ with the settings CALLFS derives from DATABASE_URL.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -123,3 +124,28 @@ def test_each_write_commit_flushes_the_wal_after_releasing_the_lock(open_connect
     with pytest.raises(RuntimeError):
         write(connection, "abandoned", fail=True)
     assert flushed == []  # nothing to make durable
+
+
+def checkpointed_rows(connection) -> int:
+    """Rows in the database file itself, ignoring the WAL (immutable=1 reads only the file)."""
+    with sqlite3.connect(f"file:{connection.settings_dict['NAME']}?immutable=1",
+                         uri=True) as direct:
+        return direct.execute("SELECT COUNT(*) FROM item").fetchone()[0]
+
+
+def test_wal_mode_with_checkpoints_after_commits_not_inside_them(open_connection,
+                                                                  monkeypatch):
+    connection = open_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == 0  # SQLite would checkpoint inside a commit
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the table into the file
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_SECONDS", 3600)
+    monkeypatch.setattr(sqlite_backend, "_last_checkpoint", time.monotonic())
+    write(connection, "in the wal")
+    assert checkpointed_rows(connection) == 0
+    monkeypatch.setattr(sqlite_backend, "_last_checkpoint", 0.0)
+    write(connection, "and both copied")
+    assert checkpointed_rows(connection) == 2

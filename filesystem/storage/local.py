@@ -1,4 +1,9 @@
-"""The local-disk backend: blobs as files under `<data dir>/blobs/ab/cd/<key>`."""
+"""The local-disk backend: blobs as files under `<data dir>/blobs/ab/<key>`.
+
+One level of 256 directories: they all exist after the first few hundred uploads, so an upload
+creates no directory (two levels, 65,536 leaves, made nearly every upload of a young store create
+one, and a new directory needs its parent fsynced too). ext4 indexes large directories.
+"""
 
 from __future__ import annotations
 
@@ -148,7 +153,7 @@ class LocalStorage(StorageBackend):
         if len(key) < 5 or not key.isalnum():
             raise FileNotFoundError(key)
         # A string join: pathlib's cost a tenth of a small download.
-        return f"{self._blobs}/{key[:2]}/{key[2:4]}/{key}"
+        return f"{self._blobs}/{key[:2]}/{key}"
 
     def _path(self, key: str) -> Path:
         return Path(self._file_name(key))
@@ -180,7 +185,7 @@ class LocalStorage(StorageBackend):
             try:
                 os.replace(tmp_name, target)
             except FileNotFoundError:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                self._make_directory(target.parent)
                 os.replace(tmp_name, target)
             _fsync_directory(target.parent)  # the rename itself must survive a crash
         except BaseException:
@@ -201,7 +206,7 @@ class LocalStorage(StorageBackend):
 
     def copy(self, source_key: str, target_key: str) -> None:
         source, target = self._path(source_key), self._path(target_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_directory(target.parent)
         try:
             # Blobs are immutable (an overwrite writes a new key), so a hard link is a safe copy.
             os.link(source, target)
@@ -210,6 +215,18 @@ class LocalStorage(StorageBackend):
                 raise
             shutil.copyfile(source, target)
         _fsync_directory(target.parent)
+
+    def _make_directory(self, directory: Path) -> None:
+        """A blob directory (and any missing parent), durably: each new entry is fsynced into
+        its parent, or a crash could take the directory and the blobs in it."""
+        if directory.is_dir():
+            return
+        self._make_directory(directory.parent)
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            return  # another upload made it (and synced it)
+        _fsync_directory(directory.parent)
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
@@ -227,10 +244,9 @@ class LocalStorage(StorageBackend):
     def keys(self) -> Iterator[str]:
         if not self.blobs.is_dir():
             return
-        for first in sorted(self.blobs.iterdir()):
-            for second in sorted(first.iterdir()):
-                for blob in sorted(second.iterdir()):
-                    yield blob.name
+        for directory in sorted(self.blobs.iterdir()):
+            for blob in sorted(directory.iterdir()):
+                yield blob.name
 
     def check(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)

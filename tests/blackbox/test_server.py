@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -721,3 +722,24 @@ def test_server_log_has_no_errors(server: Server):
            or " ERROR " in line or "CRITICAL" in line]
     first = log.find(bad[0]) if bad else 0
     assert not bad, f"{len(bad)} error lines; the first one in context:\n{log[first:first + 2500]}"
+
+
+# --- gunicorn workers: one per CPU, pinned, each with its own listening socket --------------------
+
+def test_workers_are_pinned_to_different_cpus(server: Server):
+    workers = server.workers()
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = [os.sched_getaffinity(pid) for pid in workers]
+    assert all(len(allowed) == 1 for allowed in pinned), pinned
+    assert len({next(iter(allowed)) for allowed in pinned}) == min(len(workers), len(cpus))
+
+
+def test_each_worker_listens_on_its_own_socket(server: Server):
+    """SO_REUSEPORT: the kernel spreads new connections over one listening socket per worker
+    (a single shared socket let one worker take a whole burst of keep-alive connections)."""
+    listening = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.split(":")[1], 16) == server.port:
+            listening += 1
+    assert listening == len(server.workers()) == 2

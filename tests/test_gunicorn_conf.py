@@ -1,0 +1,62 @@
+"""gunicorn.conf.py: worker count, CPU pinning and listening sockets, read as gunicorn reads it."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+@pytest.fixture
+def load_conf(monkeypatch, tmp_path):
+    """The settings module gunicorn would execute, under the given environment."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # it makes one otherwise
+
+    def load(**env: str) -> dict:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return runpy.run_path(str(CONF))
+
+    return load
+
+
+def spawn(conf: dict, server: SimpleNamespace) -> SimpleNamespace:
+    worker = SimpleNamespace()
+    conf["pre_fork"](server, worker)
+    server.WORKERS[len(server.WORKERS) + 1] = worker
+    return worker
+
+
+def test_one_worker_per_usable_cpu_by_default(load_conf, monkeypatch):
+    monkeypatch.delenv("CALLFS_WORKERS", raising=False)
+    conf = load_conf()
+    assert conf["workers"] == len(os.sched_getaffinity(0))
+    assert conf["threads"] == 2
+    assert conf["worker_class"] == "gthread"
+
+
+def test_workers_spread_over_the_cpus_and_respawns_fill_the_gap(load_conf):
+    conf = load_conf(CALLFS_WORKERS="4")
+    cpus = conf["_cpus"]
+    server = SimpleNamespace(WORKERS={})
+    placed = [spawn(conf, server).callfs_cpu for _ in range(2 * len(cpus))]
+    assert sorted(placed) == sorted(cpus * 2)  # each CPU twice
+    gone = server.WORKERS.pop(1)  # a worker dies: its replacement takes its CPU
+    assert spawn(conf, server).callfs_cpu == gone.callfs_cpu
+
+
+def test_pinning_can_be_switched_off(load_conf):
+    conf = load_conf(CALLFS_PIN_WORKERS="0")
+    worker = spawn(conf, SimpleNamespace(WORKERS={}))
+    assert not hasattr(worker, "callfs_cpu")
+
+
+@pytest.mark.parametrize(("bind", "reuse_port"), [("127.0.0.1:8123", True),
+                                                  ("unix:/tmp/callfs.sock", False)])
+def test_own_listening_socket_per_worker_only_for_tcp(load_conf, bind, reuse_port):
+    assert load_conf(CALLFS_BIND=bind)["reuse_port"] is reuse_port
