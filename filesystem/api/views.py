@@ -167,6 +167,7 @@ class FileView(CallFSView):
     """/v1/files/{path}: GET, HEAD, POST, PUT, PATCH, DELETE (API.md §7.3-§7.8)."""
 
     http_method_names = ["get", "head", "post", "put", "patch", "delete"]
+    lean_methods = frozenset({"GET", "HEAD", "PUT", "POST"})  # the byte movers (CallFSView)
 
     def get(self, request, path: str = ""):
         inode = services.stat(request.user, paths.parse(path).path)
