@@ -7,11 +7,27 @@ so a stale `If-Match` can never change anything.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from datetime import datetime
+
 from django.utils.http import http_date, parse_http_date_safe
 
 from filesystem.exceptions import PreconditionFailed, RangeNotSatisfiable
 from filesystem.models import Inode
 from filesystem.services import Precondition
+
+# The headers read here, by their WSGI names.
+_CONSULTED = ("HTTP_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE",
+              "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE")
+
+
+def validators(request) -> Mapping[str, str]:
+    """What the functions below read: the request's headers when it carries a validator or a
+    Range, else nothing. Most requests carry neither, and building `request.headers` (every
+    header of the request parsed) cost 4% of a small download."""
+    meta = request.META
+    return request.headers if any(name in meta for name in _CONSULTED) else {}
 
 
 def etag(inode: Inode) -> str | None:
@@ -20,7 +36,12 @@ def etag(inode: Inode) -> str | None:
 
 
 def last_modified(inode: Inode) -> str:
-    return http_date(inode.mtime.timestamp())
+    return _http_date(inode.mtime)
+
+
+@functools.lru_cache(maxsize=4096)  # every download formats its file's mtime: hot files repeat
+def _http_date(moment: datetime) -> str:
+    return http_date(moment.timestamp())
 
 
 def _tags(header: str) -> list[str]:

@@ -88,7 +88,7 @@ def _read_exactly(reader: BlobReader, length: int, inode: Inode) -> bytes:
 
 
 def _expected_sha256(request) -> str | None:
-    value = request.headers.get("X-CallFS-SHA256")
+    value = request.META.get("HTTP_X_CALLFS_SHA256")
     if value is None:
         return None
     if not _SHA256.fullmatch(value.strip()):
@@ -98,7 +98,7 @@ def _expected_sha256(request) -> str | None:
 
 def _copy_source(request) -> str | None:
     """The canonical path named by X-CallFS-Copy-Source (§16.3); such a request has no body."""
-    source = request.headers.get("X-CallFS-Copy-Source")
+    source = request.META.get("HTTP_X_CALLFS_COPY_SOURCE")
     if source is None:
         return None
     if has_body(request):
@@ -106,8 +106,8 @@ def _copy_source(request) -> str | None:
     return paths.parse(unquote(source)).path
 
 
-def _not_modified_or_failed(request, inode: Inode) -> HttpResponse | None:
-    status = conditional.read_status(request.headers, inode)
+def _not_modified_or_failed(headers, inode: Inode) -> HttpResponse | None:
+    status = conditional.read_status(headers, inode)
     if status == 412:
         raise PreconditionFailed()
     if status == 304:
@@ -175,10 +175,11 @@ class FileView(CallFSView):
             response = Response(services.list_children(request.user, inode))
             metadata_headers(response, inode)
             return response
-        early = _not_modified_or_failed(request, inode)
+        validators = conditional.validators(request)
+        early = _not_modified_or_failed(validators, inode)
         if early is not None:
             return early
-        requested = conditional.byte_range(request.headers, inode)
+        requested = conditional.byte_range(validators, inode)
         start, length = requested or (0, inode.size)
         reader = services.open_file(request.user, inode, start, length)
         status = 206 if requested else 200
@@ -197,7 +198,8 @@ class FileView(CallFSView):
 
     def head(self, request, path: str = ""):
         inode = services.stat(request.user, paths.parse(path).path)
-        early = None if inode.is_dir else _not_modified_or_failed(request, inode)
+        early = None if inode.is_dir else _not_modified_or_failed(
+            conditional.validators(request), inode)
         if early is not None:
             return early
         content_type = "application/json" if inode.is_dir else "application/octet-stream"
@@ -224,7 +226,7 @@ class FileView(CallFSView):
         target = paths.parse(path)
         if target.trailing_slash:
             raise InvalidRequest("PUT needs a file path; a trailing slash names a directory")
-        precondition = conditional.write_precondition(request.headers)
+        precondition = conditional.write_precondition(conditional.validators(request))
         copy_source = _copy_source(request)
         if copy_source is not None:
             _, created = services.copy_file(request.user, copy_source, target.path,
@@ -240,7 +242,7 @@ class FileView(CallFSView):
         body = read_json(request, PATCH_BODY_LIMIT)
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
-        precondition = conditional.write_precondition(request.headers)
+        precondition = conditional.write_precondition(conditional.validators(request))
         if any(key in body for key in MetadataRequest.FIELDS):
             return self._change_metadata(request, source, body, precondition)
         move = MoveRequest(data=body)
@@ -274,7 +276,7 @@ class FileView(CallFSView):
         services.delete(
             request.user, paths.parse(path).path,
             recursive=request.query_params.get("recursive") in ("true", "1"),
-            precondition=conditional.write_precondition(request.headers),
+            precondition=conditional.write_precondition(conditional.validators(request)),
         )
         return HttpResponse(status=204)
 

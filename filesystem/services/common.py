@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from filesystem.models import Inode, InodeType
 Precondition = Callable[[Inode | None], None]
 
 
+@functools.lru_cache(maxsize=4096)  # every download formats its file's mtime: hot files repeat
 def format_time(moment: datetime) -> str:
     """RFC 3339 with seconds precision in UTC, as upstream's X-CallFS-MTime."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
