@@ -4,7 +4,9 @@ Both servers get the same work: small-file (4 KiB) GET/HEAD/PUT with wrk (16 con
 generator), a 1 GiB upload and download with curl, and the listing of a 10,000-entry directory.
 For CallFS it also samples the gunicorn workers' RSS during the large transfers. Nothing is
 deleted between phases (this disk creates files very slowly for minutes after mass deletes);
-a file-creation probe before each phase reports when the disk was slow.
+a file-creation probe before each phase reports when the disk was slow. Before each server's
+phases the disk is synced (and the wait reported), so writeback left by earlier phases does not
+stall the next one's fsyncs.
 
     python bench/run.py [--rounds 3] [--duration 8] [--big-mib 1024] [--list-entries 10000]
 """
@@ -247,6 +249,14 @@ class RssSampler:
         return max((self.peak[p] - self.before[p] for p in self.pids), default=0) / 1024
 
 
+def settle_disk() -> float:
+    """Seconds spent writing back what earlier phases left dirty (nginx does not fsync its 1 GiB
+    upload): otherwise that writeback lands in the next phase and stalls its fsyncs."""
+    started = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - started
+
+
 def creation_probe(directory: Path, count: int = 300) -> float:
     """Files created per second right now in this file system (a slow disk explains slow PUTs)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -352,6 +362,7 @@ def run_round(servers: list[Server], args, work: Path, big: Path, round_no: int)
     for server in servers:
         r = results[server.name]
         prefix = f"/r{round_no}/"
+        r["settle_s"] = round(settle_disk(), 2)
         r["disk_creates_per_s"] = round(creation_probe(probe_dir), 0)
         seed_small(server, prefix + "small/")
         env = {"BENCH_PREFIX": server.files_prefix + prefix + "small/",
@@ -442,6 +453,7 @@ def summarize(rounds: list[dict]) -> dict:
         ("download peak RSS MiB", ("download_rss_peak_mib",)),
         ("download RSS growth MiB", ("download_rss_growth_mib",)),
         ("disk creates/s (probe)", ("disk_creates_per_s",)),
+        ("writeback wait before phases s", ("settle_s",)),
     ]
     table = {}
     for label, keys in metrics:
