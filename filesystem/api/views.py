@@ -31,7 +31,6 @@ from filesystem.api.serializers import (
 from filesystem.api.streaming import has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
-from filesystem.storage import BlobReader
 
 BINARY = {"application/octet-stream": OpenApiTypes.BINARY}
 PATH = OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -73,18 +72,6 @@ def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = F
         if inode.sha256:
             response["ETag"] = conditional.etag(inode)
             response["X-CallFS-SHA256"] = inode.sha256
-
-
-def _read_exactly(reader: BlobReader, length: int, inode: Inode) -> bytes:
-    """All `length` bytes of a small download (a backend's read() may return less at once)."""
-    parts, remaining = [], length
-    with reader:
-        while remaining > 0 and (chunk := reader.read(remaining)):
-            parts.append(chunk)
-            remaining -= len(chunk)
-    if remaining:
-        raise RuntimeError(f"the blob of {inode.path} is {remaining} bytes shorter than recorded")
-    return b"".join(parts)
 
 
 def _expected_sha256(request) -> str | None:
@@ -181,14 +168,13 @@ class FileView(CallFSView):
             return early
         requested = conditional.byte_range(validators, inode)
         start, length = requested or (0, inode.size)
-        reader = services.open_file(request.user, inode, start, length)
         status = 206 if requested else 200
         if length <= SMALL_DOWNLOAD:
-            response = HttpResponse(_read_exactly(reader, length, inode), status=status,
-                                    content_type="application/octet-stream")
+            response = HttpResponse(services.read_file(request.user, inode, start, length),
+                                    status=status, content_type="application/octet-stream")
         else:
-            response = FileResponse(reader, content_type="application/octet-stream",
-                                    status=status)
+            response = FileResponse(services.open_file(request.user, inode, start, length),
+                                    content_type="application/octet-stream", status=status)
             response.block_size = DOWNLOAD_BLOCK_SIZE
         response["Content-Length"] = str(length)
         if requested:

@@ -17,6 +17,7 @@ from filesystem.services.lookup import (
     list_children,
     list_directory,
     open_file,
+    read_file,
     resolve,
     stat,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "make_directory",
     "move",
     "open_file",
+    "read_file",
     "resolve",
     "stat",
     "write_file",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -146,15 +148,30 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
 
 def open_file(user: User, inode: Inode, start: int = 0, length: int | None = None) -> BinaryIO:
     """Open a file's bytes for streaming, after every check (nothing can become JSON later)."""
+    with _reading(user, inode, "open"):
+        return _home(inode).open(inode.blob_key, start, length)
+
+
+def read_file(user: User, inode: Inode, start: int, length: int) -> bytes:
+    """A small range of a file's bytes at once, after the same checks as open_file."""
+    with _reading(user, inode, "read"):
+        data = _home(inode).read(inode.blob_key, start, length)
+    if len(data) != length:
+        raise RuntimeError(f"the blob of {inode.path} is {length - len(data)} bytes shorter "
+                           "than recorded")
+    return data
+
+
+@contextmanager
+def _reading(user: User, inode: Inode, operation: str) -> Iterator[None]:
     access.require_read(user, inode)
     if inode.is_dir:
         raise IsADirectory(f"{inode.path} is a directory")
     try:
-        with _backend_call(inode.backend, "open"):
-            reader = _home(inode).open(inode.blob_key, start, length)
+        with _backend_call(inode.backend, operation):
+            yield
     except FileNotFoundError:
         logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
                      inode.backend)
         raise FileNotFound("the file's bytes are missing from storage") from None
     record_file_operation("read", inode.backend)
-    return reader

@@ -54,6 +54,16 @@ class StorageBackend(ABC):
     def open(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
         """A readable stream of `length` bytes from `start` (to the end if None)."""
 
+    def read(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes from `start` at once, for small reads (fewer only at the end
+        of the blob). Backends with a cheaper way than a stream override it."""
+        parts, remaining = [], length
+        with self.open(key, start, length) as reader:
+            while remaining > 0 and (chunk := reader.read(remaining)):
+                parts.append(chunk)
+                remaining -= len(chunk)
+        return b"".join(parts)
+
     @abstractmethod
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:

@@ -161,6 +161,18 @@ class LocalStorage(StorageBackend):
     def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
         return LocalFileReader(self._file_name(key), start, length)
 
+    def read(self, key: str, start: int, length: int) -> bytes:
+        fd = os.open(self._file_name(key), os.O_RDONLY)
+        try:
+            parts, remaining = [], length
+            while remaining > 0 and (chunk := os.pread(fd, remaining, start)):
+                parts.append(chunk)
+                remaining -= len(chunk)
+                start += len(chunk)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
+
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:
         target = self._path(key)

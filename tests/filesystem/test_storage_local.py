@@ -68,3 +68,19 @@ def test_copy_is_a_hard_link_of_an_immutable_blob(local):
     local.delete(key)
     with local.open(copy) as reader:
         assert reader.read() == b"same bytes"
+
+
+@pytest.mark.parametrize(("start", "length", "expected"), [
+    (0, 11, b"hello world"), (6, 3, b"wor"), (6, 100, b"world"), (11, 5, b""), (0, 0, b""),
+])
+def test_small_reads_at_once(local, start, length, expected):
+    key = local.new_key()
+    local.write(key, [b"hello ", b"world"])
+    assert local.read(key, start, length) == expected
+    with local.open(key, start, length) as reader:  # the same bytes as the stream gives
+        assert reader.read() == expected
+
+
+def test_a_small_read_of_a_missing_blob_is_file_not_found(local):
+    with pytest.raises(FileNotFoundError):
+        local.read(local.new_key(), 0, 10)

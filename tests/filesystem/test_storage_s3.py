@@ -78,6 +78,8 @@ def test_write_read_range_copy_delete(s3):
         assert reader.read() == b"hello world"
     with s3.open(key, 6, 3) as reader:
         assert reader.read() == b"wor"
+    assert s3.read(key, 6, 3) == b"wor"  # the small-read path: the same bytes at once
+    assert s3.read(key, 6, 100) == b"world"
     copy = s3.new_key()
     s3.copy(key, copy)
     assert s3.size(copy) == 11
