@@ -33,16 +33,18 @@ from filesystem.services.common import Precondition, _new_mode, _this_node
 from filesystem.services.lookup import _check_can_create, _walk, stat
 
 _RETRIES = 5
+_LOOK_UP = object()
 
 
 def _locked_parent(user: User, path: str, owner_id: int | None = None,
-                   create_missing: bool = True, *, parent: Inode | None = None) -> Inode:
+                   create_missing: bool = True, *, parent: Inode | None | object = _LOOK_UP
+                   ) -> Inode:
     """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
-    missing ancestors created first (owned by `owner_id`, default the user). `parent` is the
-    parent's row when the caller has already locked it."""
+    missing ancestors created first (owned by `owner_id`, default the user). `parent` is what
+    the caller's own locking query found there (None: nothing)."""
     chain = paths.ancestors(path)
     # The common case first: the parent exists. One locking query, no chain walk.
-    if parent is None:
+    if parent is _LOOK_UP:
         parent = next(iter(Inode.objects.with_names_at([chain[-1]], for_update=True)), None)
     if parent is not None:
         if not parent.is_dir:
