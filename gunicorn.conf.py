@@ -8,6 +8,7 @@ CALLFS_THREADS, CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -72,6 +73,22 @@ def post_worker_init(worker):
     from cluster.services import start_heartbeat
 
     start_heartbeat(settings.CALLFS.node_id, settings.CALLFS.node_url)
+
+
+def on_starting(server):
+    """With reuse_port each worker binds its own socket, and on a port another program holds
+    gunicorn would respawn failing workers forever: find out here, once, and stop."""
+    if not reuse_port:
+        return
+    from gunicorn.util import parse_address
+
+    host, port = parse_address(bind)
+    try:
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
+                             else socket.AF_INET, reuse_port=True).close()
+    except OSError as exc:
+        print(f"callfs: cannot listen on {bind}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def pre_fork(server, worker):

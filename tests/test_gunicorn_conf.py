@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import runpy
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,3 +63,20 @@ def test_pinning_can_be_switched_off(load_conf):
                                                   ("unix:/tmp/callfs.sock", False)])
 def test_own_listening_socket_per_worker_only_for_tcp(load_conf, bind, reuse_port):
     assert load_conf(CALLFS_BIND=bind)["reuse_port"] is reuse_port
+
+
+def test_a_port_held_by_another_program_stops_gunicorn_with_one_line(tmp_path):
+    """Workers bind their own sockets: without the master's check they would respawn forever."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "CALLFS_BIND": f"127.0.0.1:{port}",
+               "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+               "CALLFS_DATA_DIR": str(tmp_path / "data")}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(CONF)],
+                                cwd=CONF.parent, env=env, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == 2
+    assert f"callfs: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
