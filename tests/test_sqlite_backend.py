@@ -126,6 +126,23 @@ def test_each_write_commit_flushes_the_wal_after_releasing_the_lock(open_connect
     assert flushed == []  # nothing to make durable
 
 
+def test_a_write_outside_a_transaction_is_flushed_before_it_returns(open_connection,
+                                                                     monkeypatch):
+    connection = open_connection()
+    count(connection)
+    flushed = []
+    monkeypatch.setattr(sqlite_backend, "_fsync", lambda path, flags=0: flushed.append(path))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM item")
+        assert flushed == []  # reads flush nothing
+        cursor.execute("INSERT INTO item (name) VALUES (%s)", ["autocommitted"])
+        assert flushed == [f"{connection.settings_dict['NAME']}-wal"]
+        cursor.execute("UPDATE item SET name = %s WHERE name = %s", ["x", "no such row"])
+        assert len(flushed) == 1  # nothing changed, nothing to flush
+        cursor.executemany("INSERT INTO item (name) VALUES (%s)", [["a"], ["b"]])
+        assert len(flushed) == 2
+
+
 def checkpointed_rows(connection) -> int:
     """Rows in the database file itself, ignoring the WAL (immutable=1 reads only the file)."""
     with sqlite3.connect(f"file:{connection.settings_dict['NAME']}?immutable=1",

@@ -16,6 +16,9 @@ Django's SQLite backend with two changes measured on concurrent small uploads (B
   answers, as with FULL; the difference is that other connections may read it during that
   flush. Checkpoints are unaffected: SQLite syncs the WAL before copying it and the database
   after.
+* **Writes outside a transaction are flushed too.** A statement that changed rows in autocommit
+  mode (no `transaction.atomic()`: an admin's revocation, say) fsyncs the WAL before it returns,
+  like a commit.
 * **Checkpoints run outside the lock too.** SQLite's automatic checkpoint runs inside the commit
   that crosses 1,000 pages, i.e. while that writer holds the lock, and every other writer waited
   for it (the 300 ms p99 of small uploads). It is off; instead, after a commit, a passive
@@ -26,11 +29,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import time
 
 from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
+
+logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 30  # as long as SQLite's own busy timeout (callfs_site.config)
 _POLL_FIRST, _POLL_MAX = 0.0001, 0.001
@@ -47,9 +54,37 @@ def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
         os.close(fd)
 
 
+class _DurableCursor(base.SQLiteCursorWrapper):
+    """Flushes the WAL after a statement that changed rows on its own (autocommit)."""
+
+    flush_wal = None  # set by DatabaseWrapper.create_cursor
+
+    def execute(self, query, params=None):
+        changes = self.connection.total_changes
+        result = super().execute(query, params)
+        self._flush_if_autocommitted(changes)
+        return result
+
+    def executemany(self, query, param_list):
+        changes = self.connection.total_changes
+        result = super().executemany(query, param_list)
+        self._flush_if_autocommitted(changes)
+        return result
+
+    def _flush_if_autocommitted(self, changes_before: int) -> None:
+        connection = self.connection
+        if not connection.in_transaction and connection.total_changes != changes_before:
+            self.flush_wal()
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     _writer_fd: int | None = None
     _writing = False
+
+    def create_cursor(self, name=None):
+        cursor = self.connection.cursor(factory=_DurableCursor)
+        cursor.flush_wal = self._flush_wal
+        return cursor
 
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
@@ -109,6 +144,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _flush_wal(self) -> None:
         """fsync the WAL by name: this connection keeps it from being deleted meanwhile."""
+        if self.is_in_memory_db():
+            return
         try:
             _fsync(f"{self.settings_dict['NAME']}-wal")
         except FileNotFoundError:
@@ -119,8 +156,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         now = time.monotonic()
         if now - _last_checkpoint >= CHECKPOINT_SECONDS:
             _last_checkpoint = now
-            # PASSIVE: copies what it can without waiting for readers or writers.
-            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:  # PASSIVE: copies what it can without waiting for readers or writers
+                self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Database.OperationalError as exc:  # the commit stands; the next one retries
+                logger.warning("SQLite checkpoint failed: %s", exc)
 
     def _rollback(self):
         try:
