@@ -44,7 +44,9 @@ keepalive = 5
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections over
 # them: with one shared socket, whichever worker woke first could take every keep-alive
 # connection of a burst and leave its CPU's sibling idle (seen as half-speed benchmark runs).
-reuse_port = not bind.startswith("unix:")
+# Not for unix sockets, inherited descriptors (fd://) or systemd socket activation, which gunicorn
+# ignores when each worker binds its own socket.
+reuse_port = not bind.startswith(("unix:", "fd://")) and "LISTEN_FDS" not in os.environ
 limit_request_line = 8190  # the largest gunicorn allows: long (percent-encoded) paths fit
 control_socket_disable = True  # one shared ~/.gunicorn socket would clash between instances
 accesslog = None  # CallFS logs every request itself (callfs.request)
@@ -76,16 +78,17 @@ def post_worker_init(worker):
 
 
 def on_starting(server):
-    """With reuse_port each worker binds its own socket, and on a port another program holds
-    gunicorn would respawn failing workers forever: find out here, once, and stop."""
+    """With reuse_port each worker binds its own socket: on a port another program holds
+    gunicorn would respawn failing workers forever, and beside another instance of itself it
+    would silently split the traffic. Find out here, once, and stop."""
     if not reuse_port:
         return
     from gunicorn.util import parse_address
 
     host, port = parse_address(bind)
-    try:
+    try:  # without SO_REUSEPORT: so another instance sharing the port is refused too
         socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
-                             else socket.AF_INET, reuse_port=True).close()
+                             else socket.AF_INET).close()
     except OSError as exc:
         print(f"callfs: cannot listen on {bind}: {exc.strerror}", file=sys.stderr)
         raise SystemExit(2) from None

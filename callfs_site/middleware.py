@@ -12,7 +12,7 @@ from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as sessions_middleware
 from django.middleware import csrf
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 
 from callfs_site.logs import request_id
 from callfs_site.metrics import BYTES_IN, BYTES_OUT, HTTP_DURATION, HTTP_REQUESTS, route_label
@@ -93,7 +93,8 @@ def _length(value: str | None) -> int:
 
 @functools.cache
 def _admin_prefix() -> str:
-    return reverse("admin:index")
+    """Where the admin is mounted, as `path_info` sees it (without a SCRIPT_NAME prefix)."""
+    return "/" + reverse("admin:index")[len(get_script_prefix()):]
 
 
 def _for_admin(request) -> bool:

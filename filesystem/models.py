@@ -64,9 +64,10 @@ class InodeQuerySet(models.QuerySet):
         fields = _insert_fields()
         values = [field.get_db_prep_save(getattr(inode, field.attname), connection)
                   for field in fields]
+        returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(), values)
-            inode.pk = cursor.fetchone()[0]
+            cursor.execute(_insert_sql(returning), values)
+            inode.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
         inode._state.adding, inode._state.db = False, db
         return inode
 
@@ -219,13 +220,12 @@ def _insert_fields() -> list[models.Field]:
 
 
 @functools.cache
-def _insert_sql() -> str:
-    """INSERT ... RETURNING id (SQLite 3.35+ and PostgreSQL both have RETURNING and quote names
-    the standard way)."""
+def _insert_sql(returning: bool) -> str:
+    """INSERT ... [RETURNING id] (SQLite and PostgreSQL both quote names the standard way)."""
     columns = ", ".join(f'"{field.column}"' for field in _insert_fields())
     placeholders = ", ".join(["%s"] * len(_insert_fields()))
     return (f"INSERT INTO {Inode._meta.db_table} ({columns}) "  # noqa: S608 - names from _meta
-            f"VALUES ({placeholders}) RETURNING id")
+            f"VALUES ({placeholders})" + (" RETURNING id" if returning else ""))
 
 
 @functools.lru_cache(maxsize=4)

@@ -60,14 +60,25 @@ def test_pinning_can_be_switched_off(load_conf):
 
 
 @pytest.mark.parametrize(("bind", "reuse_port"), [("127.0.0.1:8123", True),
-                                                  ("unix:/tmp/callfs.sock", False)])
+                                                  ("unix:/tmp/callfs.sock", False),
+                                                  ("fd://3", False)])
 def test_own_listening_socket_per_worker_only_for_tcp(load_conf, bind, reuse_port):
     assert load_conf(CALLFS_BIND=bind)["reuse_port"] is reuse_port
 
 
-def test_a_port_held_by_another_program_stops_gunicorn_with_one_line(tmp_path):
-    """Workers bind their own sockets: without the master's check they would respawn forever."""
+def test_systemd_socket_activation_keeps_the_shared_socket(load_conf, monkeypatch):
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    assert load_conf(CALLFS_BIND="127.0.0.1:8123")["reuse_port"] is False
+
+
+@pytest.mark.parametrize("holder_reuses_port", [False, True])
+def test_a_port_held_by_another_program_stops_gunicorn_with_one_line(tmp_path,
+                                                                     holder_reuses_port):
+    """Workers bind their own sockets: without the master's check they would respawn forever
+    (another program) or share the port unnoticed (another instance, also SO_REUSEPORT)."""
     with socket.socket() as holder:
+        if holder_reuses_port:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]

@@ -17,11 +17,15 @@ from callfs_site.config import load_config
 from callfs_site.sqlite import base as sqlite_backend
 
 
-@pytest.fixture
-def open_connection(tmp_path, django_db_blocker):
-    """Connections (one per call, as Django has one per thread) to a fresh SQLite file."""
-    settings = load_config({"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}).database
-    assert settings["ENGINE"] == "callfs_site.sqlite"
+@pytest.fixture(params=["plain", "with CALLFS_DB_METRICS"])
+def open_connection(request, tmp_path, django_db_blocker):
+    """Connections (one per call, as Django has one per thread) to a fresh SQLite file, through
+    the backend and through its django-prometheus variant."""
+    environment = {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    if request.param != "plain":
+        environment["CALLFS_DB_METRICS"] = "1"
+    settings = load_config(environment).database
+    assert settings["ENGINE"].startswith("callfs_site.sqlite")
     opened = []
 
     def connect():
@@ -141,6 +145,28 @@ def test_a_write_outside_a_transaction_is_flushed_before_it_returns(open_connect
         assert len(flushed) == 1  # nothing changed, nothing to flush
         cursor.executemany("INSERT INTO item (name) VALUES (%s)", [["a"], ["b"]])
         assert len(flushed) == 2
+        # RETURNING (every Django INSERT) commits when the statement finishes, not at execute.
+        cursor.execute("INSERT INTO item (name) VALUES (%s) RETURNING id", ["returned"])
+        assert cursor.fetchone()[0] > 0
+    assert len(flushed) == 3  # by the time the cursor is closed
+    assert count(connection) == 4
+
+
+def test_a_failed_wal_flush_stops_the_process_instead_of_answering(open_connection,
+                                                                   monkeypatch):
+    """After a failed fsync nothing may run as if the commit had failed (and delete its blob),
+    nor answer as if it were on disk: the process stops, as PostgreSQL does."""
+    connection = open_connection()
+    count(connection)
+    stopped = []
+
+    def failing_fsync(path, flags=0):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sqlite_backend, "_fsync", failing_fsync)
+    monkeypatch.setattr(sqlite_backend, "_stop_process", lambda: stopped.append(True))
+    write(connection, "on a failing disk")
+    assert stopped == [True]
 
 
 def checkpointed_rows(connection) -> int:

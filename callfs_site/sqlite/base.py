@@ -46,6 +46,11 @@ PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA wal_a
 _last_checkpoint = 0.0  # per process: one passive checkpoint a second is plenty
 
 
+def _stop_process() -> None:
+    logging.shutdown()
+    os._exit(70)  # EX_SOFTWARE; no exception: nothing may clean up as if the commit had failed
+
+
 def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
     fd = os.open(path, flags)
     try:
@@ -54,26 +59,49 @@ def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
         os.close(fd)
 
 
-class _DurableCursor(base.SQLiteCursorWrapper):
-    """Flushes the WAL after a statement that changed rows on its own (autocommit)."""
+class DurableCursor(base.SQLiteCursorWrapper):
+    """Flushes the WAL after a statement that changed rows on its own (autocommit). A statement
+    with RETURNING commits only once it is finished (rows fetched, or the cursor closed), so the
+    check runs after those too."""
 
     flush_wal = None  # set by DatabaseWrapper.create_cursor
+    _changes = 0
 
     def execute(self, query, params=None):
-        changes = self.connection.total_changes
+        self._changes = self.connection.total_changes
         result = super().execute(query, params)
-        self._flush_if_autocommitted(changes)
+        self._flush_if_autocommitted()
         return result
 
     def executemany(self, query, param_list):
-        changes = self.connection.total_changes
+        self._changes = self.connection.total_changes
         result = super().executemany(query, param_list)
-        self._flush_if_autocommitted(changes)
+        self._flush_if_autocommitted()
         return result
 
-    def _flush_if_autocommitted(self, changes_before: int) -> None:
+    def fetchone(self):
+        row = super().fetchone()
+        self._flush_if_autocommitted()
+        return row
+
+    def fetchmany(self, size=None):
+        rows = super().fetchmany(size) if size is not None else super().fetchmany()
+        self._flush_if_autocommitted()
+        return rows
+
+    def fetchall(self):
+        rows = super().fetchall()
+        self._flush_if_autocommitted()
+        return rows
+
+    def close(self):
+        super().close()
+        self._flush_if_autocommitted()
+
+    def _flush_if_autocommitted(self) -> None:
         connection = self.connection
-        if not connection.in_transaction and connection.total_changes != changes_before:
+        if not connection.in_transaction and connection.total_changes != self._changes:
+            self._changes = connection.total_changes
             self.flush_wal()
 
 
@@ -82,7 +110,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     _writing = False
 
     def create_cursor(self, name=None):
-        cursor = self.connection.cursor(factory=_DurableCursor)
+        cursor = self.connection.cursor(factory=DurableCursor)
         cursor.flush_wal = self._flush_wal
         return cursor
 
@@ -143,13 +171,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._checkpoint_now_and_then()
 
     def _flush_wal(self) -> None:
-        """fsync the WAL by name: this connection keeps it from being deleted meanwhile."""
+        """fsync the WAL by name: this connection keeps it from being deleted meanwhile.
+
+        A failed fsync leaves a commit that others may already read but that may never reach
+        the disk, and a later fsync can succeed after the kernel dropped those pages: like
+        PostgreSQL, the process stops rather than answer for it (gunicorn starts a new worker,
+        which reads the database back from disk)."""
         if self.is_in_memory_db():
             return
         try:
             _fsync(f"{self.settings_dict['NAME']}-wal")
         except FileNotFoundError:
-            pass  # not in WAL mode (or nothing written yet): the commit synced the file itself
+            pass  # not in WAL mode: SQLite synced the commit itself
+        except OSError as exc:
+            logger.critical("fsync of the SQLite WAL failed (%s): stopping this process", exc)
+            _stop_process()
 
     def _checkpoint_now_and_then(self) -> None:
         global _last_checkpoint

@@ -77,12 +77,16 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
     raise FileAlreadyExists("the directory changed while creating the path, try again")
 
 
-def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None]:
-    """Inside a transaction: (the entry at `path`, its parent directory), both locked FOR UPDATE
-    in one query; either may be None."""
+def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None | object]:
+    """Inside a transaction: (the entry at `path` locked FOR UPDATE or None, its parent
+    directory or None, or _LOOK_UP when the parent is not locked yet). With row locks
+    (PostgreSQL) the parent is left to `_locked_parent`, i.e. locked only to create in it, so
+    overwrites in one directory do not queue on its row; SQLite locks the whole database at
+    BEGIN, so both rows come from one query."""
+    if transaction.get_connection().features.has_select_for_update:
+        return next(iter(Inode.objects.with_names_at([path], for_update=True)), None), _LOOK_UP
     parent_path = paths.parent_of(path)
-    found = {i.path: i for i in Inode.objects.with_names_at([path, parent_path],
-                                                            for_update=True)}
+    found = {i.path: i for i in Inode.objects.with_names_at([path, parent_path])}
     return found.get(path), found.get(parent_path)
 
 

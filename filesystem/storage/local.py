@@ -2,7 +2,8 @@
 
 One level of 256 directories: they all exist after the first few hundred uploads, so an upload
 creates no directory (two levels, 65,536 leaves, made nearly every upload of a young store create
-one, and a new directory needs its parent fsynced too). ext4 indexes large directories.
+one, and a new directory needs its parent fsynced too). ext4 indexes large directories. Blobs
+written under the earlier layout, `blobs/ab/cd/<key>`, are still found there.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from filesystem.storage.base import (
     BlobReader,
@@ -27,6 +29,7 @@ from filesystem.storage.base import (
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
 PIPELINE_DEPTH = 2  # chunks in flight between the receiving and the writing thread
+T = TypeVar("T")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -158,20 +161,20 @@ class LocalStorage(StorageBackend):
     def _path(self, key: str) -> Path:
         return Path(self._file_name(key))
 
+    def _on_blob(self, key: str, action: Callable[[str], T]) -> T:
+        """`action(path of the blob)`; a blob of the two-level layout is tried at its old path
+        (only after a miss, so current blobs cost nothing extra)."""
+        name = self._file_name(key)
+        try:
+            return action(name)
+        except FileNotFoundError:
+            return action(f"{self._blobs}/{key[:2]}/{key[2:4]}/{key}")
+
     def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
-        return LocalFileReader(self._file_name(key), start, length)
+        return self._on_blob(key, lambda name: LocalFileReader(name, start, length))
 
     def read(self, key: str, start: int, length: int) -> bytes:
-        fd = os.open(self._file_name(key), os.O_RDONLY)
-        try:
-            parts, remaining = [], length
-            while remaining > 0 and (chunk := os.pread(fd, remaining, start)):
-                parts.append(chunk)
-                remaining -= len(chunk)
-                start += len(chunk)
-            return b"".join(parts)
-        finally:
-            os.close(fd)
+        return self._on_blob(key, lambda name: _pread(name, start, length))
 
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:
@@ -212,20 +215,24 @@ class LocalStorage(StorageBackend):
 
     def delete(self, key: str) -> None:
         try:
-            os.unlink(self._path(key))
+            self._on_blob(key, os.unlink)
         except FileNotFoundError:
             pass
 
     def copy(self, source_key: str, target_key: str) -> None:
-        source, target = self._path(source_key), self._path(target_key)
+        target = self._path(target_key)
         self._make_directory(target.parent)
-        try:
-            # Blobs are immutable (an overwrite writes a new key), so a hard link is a safe copy.
-            os.link(source, target)
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            shutil.copyfile(source, target)
+
+        def duplicate(source: str) -> None:
+            try:
+                # Blobs are immutable (an overwrite writes a new key): a hard link is a copy.
+                os.link(source, target)
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                shutil.copyfile(source, target)
+
+        self._on_blob(source_key, duplicate)
         _fsync_directory(target.parent)
 
     def _make_directory(self, directory: Path) -> None:
@@ -237,14 +244,14 @@ class LocalStorage(StorageBackend):
         try:
             directory.mkdir()
         except FileExistsError:
-            return  # another upload made it (and synced it)
+            pass  # another upload is making it: its entry may not be synced yet either
         _fsync_directory(directory.parent)
 
     def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
+        return self._on_blob(key, os.stat).st_size
 
     def modified_at(self, key: str) -> float:
-        return self._path(key).stat().st_mtime
+        return self._on_blob(key, os.stat).st_mtime
 
     def stale_temp_files(self, older_than: float) -> list[Path]:
         """Upload temp files left by a crash (a live upload touches its file continuously)."""
@@ -257,14 +264,30 @@ class LocalStorage(StorageBackend):
         if not self.blobs.is_dir():
             return
         for directory in sorted(self.blobs.iterdir()):
-            for blob in sorted(directory.iterdir()):
-                yield blob.name
+            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                if entry.is_dir():  # blobs/ab/cd/ of the two-level layout
+                    yield from sorted(os.listdir(entry.path))
+                else:
+                    yield entry.name
 
     def check(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".ready-", dir=self.tmp)
         os.close(fd)
         os.unlink(name)
+
+
+def _pread(name: str, start: int, length: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        parts, remaining = [], length
+        while remaining > 0 and (chunk := os.pread(fd, remaining, start)):
+            parts.append(chunk)
+            remaining -= len(chunk)
+            start += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(path: Path) -> None:

@@ -733,3 +733,15 @@ def test_hostile_patch_bodies_are_400_not_500(auth_client, body):
                                  content_type="application/json")
     assert_error(response, 400, "BAD_REQUEST")
     assert auth_client.get("/v1/files/hostile.txt").status_code == 200
+
+
+def test_uploads_work_without_insert_returning(auth_client, monkeypatch):
+    """SQLite before 3.35 has no INSERT ... RETURNING: the new id comes from lastrowid."""
+    from django.db import connection
+    if connection.vendor != "sqlite":
+        pytest.skip("RETURNING is always there on PostgreSQL")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    make(auth_client, "/old-sqlite/a.txt", b"abc")
+    created = Inode.objects.get(path="/old-sqlite/a.txt")
+    assert created.parent == Inode.objects.get(path="/old-sqlite")
+    assert content(auth_client, "/old-sqlite/a.txt") == b"abc"
