@@ -735,13 +735,15 @@ def test_hostile_patch_bodies_are_400_not_500(auth_client, body):
     assert auth_client.get("/v1/files/hostile.txt").status_code == 200
 
 
-def test_uploads_work_without_insert_returning(auth_client, monkeypatch):
-    """SQLite before 3.35 has no INSERT ... RETURNING: the new id comes from lastrowid."""
+def test_inserts_get_their_id_with_or_without_returning(auth_client, monkeypatch):
+    """INSERT ... RETURNING id where the database has it; SQLite before 3.35 has not, and the
+    new id comes from lastrowid."""
     from django.db import connection
-    if connection.vendor != "sqlite":
-        pytest.skip("RETURNING is always there on PostgreSQL")
-    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
-    make(auth_client, "/old-sqlite/a.txt", b"abc")
-    created = Inode.objects.get(path="/old-sqlite/a.txt")
-    assert created.parent == Inode.objects.get(path="/old-sqlite")
-    assert content(auth_client, "/old-sqlite/a.txt") == b"abc"
+    make(auth_client, "/ids/a.txt", b"abc")
+    if connection.vendor == "sqlite":
+        monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    make(auth_client, "/ids/more/b.txt", b"def")
+    more = Inode.objects.get(path="/ids/more")
+    assert Inode.objects.get(path="/ids/more/b.txt").parent == more
+    assert more.parent == Inode.objects.get(path="/ids")
+    assert content(auth_client, "/ids/more/b.txt") == b"def"
