@@ -192,3 +192,14 @@ def test_wal_mode_with_checkpoints_after_commits_not_inside_them(open_connection
     monkeypatch.setattr(sqlite_backend, "_last_checkpoint", 0.0)
     write(connection, "and both copied")
     assert checkpointed_rows(connection) == 2
+
+
+def test_writes_outside_transactions_also_get_checkpointed(open_connection, monkeypatch):
+    """An idle node's only writes (heartbeats) are autocommitted: they must not grow the WAL
+    forever now that SQLite's own automatic checkpoint is off."""
+    connection = open_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        monkeypatch.setattr(sqlite_backend, "_last_checkpoint", 0.0)
+        cursor.execute("INSERT INTO item (name) VALUES (%s)", ["heartbeat"])
+    assert checkpointed_rows(connection) == 1

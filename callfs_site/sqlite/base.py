@@ -64,7 +64,7 @@ class DurableCursor(base.SQLiteCursorWrapper):
     with RETURNING commits only once it is finished (rows fetched, or the cursor closed), so the
     check runs after those too."""
 
-    flush_wal = None  # set by DatabaseWrapper.create_cursor
+    flush_wal = None  # DatabaseWrapper._make_durable, set by DatabaseWrapper.create_cursor
     _changes = 0
 
     def execute(self, query, params=None):
@@ -111,7 +111,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def create_cursor(self, name=None):
         cursor = self.connection.cursor(factory=DurableCursor)
-        cursor.flush_wal = self._flush_wal
+        cursor.flush_wal = self._make_durable
         return cursor
 
     def get_new_connection(self, conn_params):
@@ -167,8 +167,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._release_writer_lock()
         if wrote:
-            self._flush_wal()
-            self._checkpoint_now_and_then()
+            self._make_durable()
+
+    def _make_durable(self) -> None:
+        """After a write commits: flush it, and now and then checkpoint (an idle node's only
+        writes, heartbeats outside transactions, would otherwise grow the WAL forever)."""
+        self._flush_wal()
+        self._checkpoint_now_and_then()
 
     def _flush_wal(self) -> None:
         """fsync the WAL by name: this connection keeps it from being deleted meanwhile.

@@ -8,5 +8,5 @@ class DatabaseWrapper(DatabaseWrapperMixin, base.DatabaseWrapper):
 
     def create_cursor(self, name=None):
         cursor = super().create_cursor(name)  # django-prometheus's counting DurableCursor
-        cursor.flush_wal = self._flush_wal
+        cursor.flush_wal = self._make_durable
         return cursor
