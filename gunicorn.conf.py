@@ -37,7 +37,9 @@ _pin_workers = os.environ.get("CALLFS_PIN_WORKERS", "1") not in ("0", "false", "
 # 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
 _switch_interval = 0.0005
 # Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.
-worker_class = "gthread"
+# gthread, serving a keep-alive connection's next request in the same thread while the worker
+# is otherwise idle (callfs_site/workers.py).
+worker_class = "callfs_site.workers.KeepAliveThreadWorker"
 timeout = 120  # worker heartbeat; gthread keeps beating while a request streams
 graceful_timeout = 30
 keepalive = 5

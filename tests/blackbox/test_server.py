@@ -698,6 +698,34 @@ def test_keep_alive_session_downloads_and_uploads(server: Server):
         assert s.put(url, data=body, timeout=TIMEOUT).status_code == 200, i
 
 
+def test_busy_keep_alive_connections_are_all_served(server: Server):
+    """The worker serves a keep-alive connection's next request itself only while nothing
+    else waits: many busy connections, more than the workers' threads, all make progress."""
+    url = server.url("keepalive/shared.bin")
+    body = os.urandom(4096)
+    assert server.session(keep_alive=True).put(url, data=body, timeout=TIMEOUT).ok
+    slowest: list[float] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        session = server.session(keep_alive=True)
+        for _ in range(40):
+            started = time.monotonic()
+            response = session.get(url, timeout=TIMEOUT)
+            slowest.append(time.monotonic() - started)
+            if response.status_code != 200 or response.content != body:
+                failures.append(f"{response.status_code} {len(response.content)}")
+
+    threads = [threading.Thread(target=client) for _ in range(12)]  # 2 workers x 4 threads
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(slowest) == 12 * 40
+    assert max(slowest) < 5, max(slowest)  # no connection starves behind another
+
+
 # --- 9. the server survived all of the above ------------------------------------------------
 
 
