@@ -94,6 +94,9 @@ def on_starting(server):
     except OSError as exc:
         print(f"callfs: cannot listen on {bind}: {exc.strerror}", file=sys.stderr)
         raise SystemExit(2) from None
+    # gunicorn's own "Listening at" line stays empty: the workers bind, not the master.
+    server.log.info("Listening at: http%s://%s (a socket per worker)", "s" if certfile else "",
+                    bind)
 
 
 def pre_fork(server, worker):
