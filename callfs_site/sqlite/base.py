@@ -1,6 +1,6 @@
 """SQLite for many concurrent writers, each commit durable before the 2xx.
 
-Django's SQLite backend with two changes measured on concurrent small uploads (BENCHMARKS.md):
+Django's SQLite backend, changed where concurrent small uploads measured it (BENCHMARKS.md):
 
 * **Writers queue on a lock file.** SQLite admits one writer and makes the others wait in its
   busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
