@@ -28,18 +28,18 @@ bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
 _cpus = sorted(os.sched_getaffinity(0))
 workers = int(os.environ.get("CALLFS_WORKERS", len(_cpus)))
 threads = int(os.environ.get("CALLFS_THREADS", 2))
-# A gthread worker hands every request between its listener and a pool thread; when the two
-# ran on different CPUs each handoff cost a cache migration: pinning took a quarter off the CPU
-# time of a small GET. CALLFS_PIN_WORKERS=0 leaves placement to the scheduler (e.g. when other
-# busy services share the machine).
+# Pinning keeps a worker's threads on one CPU's caches: it took a quarter off the CPU time of a
+# small GET when gthread still handed each request between threads, +3% GETs since.
+# CALLFS_PIN_WORKERS=0 leaves placement to the scheduler (e.g. when other busy services share
+# the machine).
 _pin_workers = os.environ.get("CALLFS_PIN_WORKERS", "1") not in ("0", "false", "no")
 # A thread back from fsync() waits for the GIL up to this long while another computes (default
 # 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
 _switch_interval = 0.0005
 # Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.
-# gthread, serving a keep-alive connection's next request in the same thread while the worker
-# is otherwise idle (callfs_site/workers.py).
-worker_class = "callfs_site.workers.KeepAliveThreadWorker"
+# gthread's code, but every thread polls and serves by itself, without gthread's two hand-overs
+# between threads per request (callfs_site/workers.py).
+worker_class = "callfs_site.workers.PollingThreadWorker"
 timeout = 120  # worker heartbeat; gthread keeps beating while a request streams
 graceful_timeout = 30
 keepalive = 5

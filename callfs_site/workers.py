@@ -1,49 +1,198 @@
-"""gunicorn's gthread worker, minus a round trip per keep-alive request when the worker is idle.
+"""gunicorn's gthread worker without its two hand-overs per request.
 
-gthread parks a keep-alive connection in its listener thread's poller after every response;
-the next request on it then costs a pipe wake-up, two selector updates and a hand-over to a pool
-thread and back. When nothing else waits for a pool thread, the thread that answered instead
-watches the same connection for half a millisecond (without the GIL) and serves the next
-request itself. As soon as another request is queued it stops, and it stops after 16 requests
-in any case, so no connection waits on another's: measured 2-5% more small GETs and PUTs.
+In gthread one thread owns the poller and a pool of threads serves: every keep-alive request
+travels from the poller thread to a pool thread and back (a queue, a pipe write and read, two
+epoll updates and two GIL hand-overs). On a small GET that machinery measured more CPU than
+Django's own request handling.
+
+Here every serving thread waits on one shared epoll set, in which a waiting connection is armed
+once (EPOLLONESHOT): the kernel wakes a single thread for it, that thread serves the request
+itself and re-arms the connection afterwards. A long request (a large transfer, an fsync) holds
+one thread while the others keep serving, as in gthread. The main thread only beats the
+heartbeat, closes idle keep-alive connections and runs the graceful stop. Parsing, TLS, HTTP/2,
+the WSGI call, the keep-alive rules and the slow-client guard are gthread's own code.
 """
 
 from __future__ import annotations
 
+import errno
 import select
 import threading
+import time
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers import base
+from gunicorn.workers.gthread import (
+    DEFAULT_WORKER_DATA_TIMEOUT,
+    STOP_KEEPALIVE_LINGER,
+    TConn,
+    ThreadWorker,
+)
 
-FOLLOW_SECONDS = 0.0005
-FOLLOW_REQUESTS = 16
+ARMED = select.EPOLLIN | select.EPOLLONESHOT
+DISARMED = 0
+# How often the main thread beats the heartbeat and closes expired idle connections.
+HOUSEKEEPING_SECONDS = 0.5
 
 
-class KeepAliveThreadWorker(ThreadWorker):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._queued = 0  # connections handed to the pool, not yet picked up by a thread
-        self._queued_lock = threading.Lock()
+class PollingThreadWorker(ThreadWorker):
+    """cfg.threads threads, each polling the shared set and serving what it is woken for."""
 
-    def enqueue_req(self, conn):
-        with self._queued_lock:
-            self._queued += 1
-        super().enqueue_req(conn)
+    def init_process(self):
+        self.epoll = select.epoll()
+        self.conns: dict[int, TConn] = {}  # every open client connection, by descriptor
+        # The connections armed in the set and owned by no thread (gthread's name: its
+        # handle_request stops offering keep-alive once there are too many of them).
+        self.keepalived_conns: dict[int, TConn] = {}
+        self._lock = threading.Lock()
+        self._listeners = {}
+        self._accepting = False
+        base.Worker.init_process(self)  # gthread's own would build its pool and poller
 
-    def handle(self, conn):
-        with self._queued_lock:
-            self._queued -= 1
-        keep_alive = super().handle(conn)
-        for _ in range(FOLLOW_REQUESTS):
-            if keep_alive is not True or not self.alive or self._queued:
+    def handle_exit(self, sig, frame):  # gthread's wakes its poller, which this worker lacks
+        self.alive = False
+
+    def handle_quit(self, sig, frame):  # likewise: no pool to shut down
+        base.Worker.handle_quit(self, sig, frame)
+
+    def run(self):
+        self._listeners = {listener.fileno(): listener for listener in self.sockets}
+        for fd, listener in self._listeners.items():
+            listener.setblocking(False)
+            self.epoll.register(fd, DISARMED)
+        with self._lock:
+            self._set_accepting(True)
+        for number in range(self.cfg.threads):
+            threading.Thread(target=self._serve_forever, name=f"callfs-serve-{number}",
+                             daemon=True).start()
+
+        while self.alive:
+            self.notify()
+            if not self.is_parent_alive():
                 break
-            if conn.parser.unreader.buf.getvalue():
-                break  # bytes already read ahead: gthread's own path handles them
+            self._close_expired()
+            time.sleep(HOUSEKEEPING_SECONDS)
+
+        # Graceful stop: no new connections; idle ones linger briefly, and a request arriving on
+        # one is still answered (with "Connection: close", as handle_request sees alive False).
+        with self._lock:
+            self._set_accepting(False)
+            linger = time.monotonic() + STOP_KEEPALIVE_LINGER
+            for conn in self.keepalived_conns.values():
+                conn.timeout = min(conn.timeout, linger)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < deadline:
+            self.notify()
+            self._close_expired()
+            time.sleep(0.05)
+        self._close_expired(force=True)
+        for listener in self.sockets:
+            listener.close()
+        # Threads still inside a request past the graceful timeout end with the process.
+
+    def _set_accepting(self, enabled: bool) -> None:
+        """Arm or disarm the listening sockets (with the lock held)."""
+        if enabled != self._accepting:
+            for fd in self._listeners:
+                self.epoll.modify(fd, ARMED if enabled else DISARMED)
+            self._accepting = enabled
+
+    def _serve_forever(self) -> None:
+        while True:
             try:
-                ready, _, _ = select.select([conn.sock], [], [], FOLLOW_SECONDS)
-            except (OSError, ValueError):  # closed under us: gthread cleans up
-                break
-            if not ready or self._queued:
-                break
-            keep_alive = super().handle(conn)
-        return keep_alive
+                events = self.epoll.poll(1.0, 1)  # one event: the next ready one is another's
+            except (OSError, ValueError):  # the set is gone: the process is ending
+                return
+            for fd, _ in events:
+                listener = self._listeners.get(fd)
+                try:
+                    if listener is not None:
+                        self._accept(listener)
+                    else:
+                        self._serve(fd)
+                except (Exception, SystemExit):  # a bug must not cost the worker a thread
+                    self.log.exception("Error in serving thread")
+
+    def _accept(self, listener) -> None:
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                self.log.error("accept() failed: %s", exc)
+                time.sleep(0.01)  # e.g. out of descriptors: no busy loop meanwhile
+            sock = None
+        with self._lock:
+            if sock is not None:
+                conn = TConn(self.cfg, sock, client, listener.getsockname())
+                # gthread gives a silent new connection its data wait plus a keep-alive period.
+                conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
+                self.nr_conns += 1
+                self.conns[sock.fileno()] = conn
+                self.keepalived_conns[sock.fileno()] = conn
+                self.epoll.register(sock.fileno(), ARMED)
+            if self._accepting:
+                if self.nr_conns < self.worker_connections and self.alive:
+                    self.epoll.modify(listener.fileno(), ARMED)
+                else:
+                    self._accepting = True  # so that _set_accepting disarms every listener
+                    self._set_accepting(False)
+
+    def _serve(self, fd: int) -> None:
+        with self._lock:
+            conn = self.keepalived_conns.pop(fd, None)
+        if conn is None:  # closed as expired just as it became readable
+            return
+        try:
+            while True:
+                result = self.handle(conn)  # gthread's: True means keep-alive
+                if result is not True or not _has_buffered_request(conn):
+                    break
+        except BaseException:  # e.g. SystemExit from a timeout abort: never strand the socket
+            self._close(fd, conn, graceful=False)
+            raise
+        if result is False or result is None:
+            self._close(fd, conn, graceful=True)
+            return
+        # Keep-alive, or a new connection that sent nothing within gthread's data wait.
+        with self._lock:
+            conn.set_timeout()
+            if not self.alive:
+                conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+            self.keepalived_conns[fd] = conn
+            self.epoll.modify(fd, ARMED)
+
+    def _close(self, fd: int, conn: TConn, graceful: bool) -> None:
+        with self._lock:
+            self._forget(fd)
+        conn.close(graceful=graceful)
+
+    def _forget(self, fd: int) -> None:
+        """Drop a connection from the set and the counts (with the lock held), before its
+        descriptor is closed and can be reused."""
+        del self.conns[fd]
+        self.keepalived_conns.pop(fd, None)
+        self.nr_conns -= 1
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        if not self._accepting and self.alive and self.nr_conns < self.worker_connections:
+            self._set_accepting(True)
+
+    def _close_expired(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            expired = [(fd, conn) for fd, conn in self.keepalived_conns.items()
+                       if force or conn.timeout <= now]
+            for fd, _ in expired:
+                self._forget(fd)
+        for _, conn in expired:
+            conn.close()
+
+
+def _has_buffered_request(conn: TConn) -> bool:
+    """Bytes of a next request already read off the socket (a body drain can read ahead, TLS
+    can decrypt ahead) no longer make the socket readable: serve them straight away."""
+    if conn.parser.unreader.buf.getvalue():
+        return True
+    pending = getattr(conn.sock, "pending", None)  # ssl.SSLSocket
+    return bool(pending and pending())

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.workers.gthread import ThreadWorker
 
-from callfs_site.workers import KeepAliveThreadWorker
+from callfs_site.workers import PollingThreadWorker
 
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
@@ -43,8 +43,8 @@ def test_one_worker_per_usable_cpu_by_default(load_conf, monkeypatch):
     conf = load_conf()
     assert conf["workers"] == len(os.sched_getaffinity(0))
     assert conf["threads"] == 2
-    assert conf["worker_class"] == "callfs_site.workers.KeepAliveThreadWorker"
-    assert issubclass(KeepAliveThreadWorker, ThreadWorker)  # gthread, never the sync worker
+    assert conf["worker_class"] == "callfs_site.workers.PollingThreadWorker"
+    assert issubclass(PollingThreadWorker, ThreadWorker)  # gthread, never the sync worker
 
 
 def test_workers_spread_over_the_cpus_and_respawns_fill_the_gap(load_conf):

@@ -699,8 +699,8 @@ def test_keep_alive_session_downloads_and_uploads(server: Server):
 
 
 def test_busy_keep_alive_connections_are_all_served(server: Server):
-    """The worker serves a keep-alive connection's next request itself only while nothing
-    else waits: many busy connections, more than the workers' threads, all make progress."""
+    """Many busy keep-alive connections, more than the workers' threads: each thread serves
+    whichever connection the kernel wakes it for, and every connection makes progress."""
     url = server.url("keepalive/shared.bin")
     body = os.urandom(4096)
     assert server.session(keep_alive=True).put(url, data=body, timeout=TIMEOUT).ok

@@ -1,0 +1,285 @@
+"""callfs_site.workers.PollingThreadWorker under a real gunicorn, on raw sockets.
+
+A bare WSGI app (tests/worker_app.py) keeps each case about the worker: keep-alive, slow and
+silent clients, pipelining, the connection cap, idle timeouts and the graceful stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = "callfs_site.workers.PollingThreadWorker"
+
+
+class Client:
+    """One connection, read through a buffer: pipelined responses may arrive in one recv."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, path: str, body: bytes = b"") -> None:
+        head = (f"{'POST' if body else 'GET'} {path} HTTP/1.1\r\nHost: test\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        self.sock.sendall(head.encode() + body)
+
+    def _read_more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed by the server; unread: {self.buffer!r}")
+        self.buffer += chunk
+
+    def receive(self) -> tuple[str, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._read_more()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status, *lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        length = int(headers["content-length"])
+        while len(self.buffer) < length:
+            self._read_more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, headers, body
+
+    def request(self, path: str, body: bytes = b"") -> bytes:
+        self.send(path, body)
+        status, _, content = self.receive()
+        assert status.startswith("HTTP/1.1 200"), status
+        return content
+
+    def closed_by_server(self, within: float) -> bool:
+        self.sock.settimeout(within)
+        try:
+            return self.sock.recv(1) == b""
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(10)
+
+    def nothing_within(self, seconds: float) -> bool:
+        """Neither an answer nor a close arrives for `seconds`."""
+        self.sock.settimeout(seconds)
+        try:
+            self._read_more()
+        except TimeoutError:
+            return True
+        except ConnectionError:
+            return False
+        finally:
+            self.sock.settimeout(10)
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Gunicorn:
+    def __init__(self, tmp_path: Path, *options: str):
+        self.port = free_port()
+        self.tls = "--certfile" in options
+        self.log_path = tmp_path / "gunicorn.log"
+        empty_conf = tmp_path / "empty.conf.py"  # not the project's gunicorn.conf.py
+        empty_conf.touch()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(empty_conf), "--no-control-socket",
+             "-k", WORKER, "-w", "1", "--threads", "2",
+             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", *options,
+             "tests.worker_app:app"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.connect(tls=self.tls).request("/")
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(self.log()) from None
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def connect(self, tls: bool = False) -> Client:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        return Client(sock)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start(tmp_path):
+    started: list[Gunicorn] = []
+
+    def start(*options: str) -> Gunicorn:
+        started.append(Gunicorn(tmp_path, *options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+        assert "Traceback" not in server.log(), server.log()
+
+
+def test_keep_alive_connections_outnumbering_threads_are_all_served(start):
+    server = start()
+    conns = [server.connect() for _ in range(20)]
+    for round_ in range(5):
+        for number, sock in enumerate(conns):
+            sock.send(f"/r{round_}/c{number}")
+        for number, sock in enumerate(conns):  # answered on the right connection, in order
+            assert sock.receive()[2].startswith(f"ok /r{round_}/c{number} ".encode())
+
+
+def test_a_long_request_holds_one_thread_while_the_other_serves(start):
+    server = start()
+    slow = server.connect()
+    slow.send("/slow?seconds=2")
+    time.sleep(0.2)
+    fast = server.connect()
+    started = time.monotonic()
+    for _ in range(20):
+        fast.request("/fast")
+    assert time.monotonic() - started < 1.5
+    assert slow.receive()[2].startswith(b"ok /slow")
+
+
+def test_silent_connections_hold_no_thread(start):
+    """Connections that send nothing (pre-connects, scanners) wait in the poll set, not in a
+    thread: with more of them than threads, a real request is still answered at once."""
+    server = start()
+    silent = [server.connect() for _ in range(6)]
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert server.connect().request("/now").startswith(b"ok /now")
+    assert time.monotonic() - started < 1
+    assert all(not sock.closed_by_server(0.01) for sock in silent)
+
+
+def test_pipelined_requests_are_all_answered(start):
+    server = start()
+    sock = server.connect()
+    sock.sock.sendall(b"".join(f"GET /p{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                               for i in range(3)))
+    for i in range(3):
+        assert sock.receive()[2].startswith(f"ok /p{i} ".encode())
+
+
+def test_pipelined_requests_over_tls(start, tmp_path):
+    """TLS decrypts ahead: a request that arrived in the same TLS record as the one before it
+    sits in the TLS buffer, where the socket's readiness cannot show it. It is served at once."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server = start("--certfile", str(cert), "--keyfile", str(key))
+    sock = server.connect(tls=True)
+
+    def request(path: str, size: int = 0) -> bytes:
+        head = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Padding: "
+        padding = size - len(head) - 4 if size else 1
+        return f"{head}{'p' * padding}\r\n\r\n".encode()
+
+    for round_ in range(3):
+        # The first request fills exactly one of gunicorn's 8 KiB reads, so the second is left
+        # whole in the TLS buffer (both travel in one TLS record).
+        sock.sock.sendall(request(f"/a{round_}", 8192) + request(f"/b{round_}"))
+        assert sock.receive()[2].startswith(f"ok /a{round_} ".encode())
+        assert sock.receive()[2].startswith(f"ok /b{round_} ".encode())
+
+
+def test_unread_body_is_drained_before_the_next_request(start):
+    server = start()
+    sock = server.connect()
+    sock.send("/ignores-body", b"x" * 50_000)  # gunicorn drains up to 64 KiB, then closes
+    assert sock.receive()[2].startswith(b"ok /ignores-body")
+    assert sock.request("/echo", b"y" * 10) == b"10"
+
+
+def test_client_closing_mid_request_costs_nothing(start):
+    server = start()
+    for _ in range(10):
+        sock = server.connect()
+        sock.sock.sendall(b"GET /half HTTP/1.1\r\nHost: te")
+        sock.close()
+    assert server.connect().request("/after").startswith(b"ok /after")
+
+
+def test_idle_keep_alive_connections_are_closed_after_the_timeout(start):
+    server = start("--keep-alive", "1")
+    sock = server.connect()
+    sock.request("/once")
+    assert not sock.closed_by_server(0.3)
+    assert sock.closed_by_server(3)
+
+
+def test_connection_cap_pauses_accepting_until_one_closes(start):
+    server = start("--worker-connections", "3")
+    silent = [server.connect() for _ in range(3)]  # accepted, waiting for a first request
+    time.sleep(0.2)
+    waiting = server.connect()  # the kernel completes the handshake; the worker must not accept
+    waiting.send("/waiting")
+    assert waiting.nothing_within(0.5)
+    silent.pop().close()
+    assert waiting.receive()[2].startswith(b"ok /waiting")
+
+
+def test_graceful_stop_finishes_the_request_in_flight(start):
+    server = start()
+    sock = server.connect()
+    sock.send("/slow?seconds=1")
+    time.sleep(0.2)
+    idle = server.connect()
+    idle.request("/idle")
+    server.proc.send_signal(signal.SIGTERM)
+    assert sock.receive()[2].startswith(b"ok /slow")
+    assert sock.closed_by_server(5)
+    assert server.proc.wait(timeout=15) == 0
+    assert idle.closed_by_server(1)
+
+
+def test_many_clients_at_once(start):
+    server = start()
+    failures: list[str] = []
+
+    def client(number: int) -> None:
+        try:
+            sock = server.connect()
+            for i in range(50):
+                body = f"{number}-{i}".encode() * 10
+                if sock.request("/echo", body) != str(len(body)).encode():
+                    failures.append(f"{number}/{i}")
+            sock.close()
+        except OSError as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
