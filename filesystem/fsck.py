@@ -3,8 +3,8 @@
 Finds files whose bytes are missing or of the wrong size, blobs no file references (orphans, e.g.
 left by a crash between writing bytes and committing metadata, or by a peer that was down when a
 file was deleted) and upload temp files left by a crash; `repair` deletes orphans and temp files
-older than a grace period. It never deletes metadata: a file with missing bytes is reported for
-an operator to decide.
+older than a grace period (empty blobs an hour longer: they may be unused upload slots). It never
+deletes metadata: a file with missing bytes is reported for an operator to decide.
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ def check(*, repair: bool = False, grace: float = GRACE_SECONDS,
             if key in referenced:
                 continue
             try:
-                if now - backend.modified_at(key) < grace:
+                age = now - backend.modified_at(key)
+                if age < grace:
+                    continue
+                # An empty file may be a running process's unused upload slot (a slot is written
+                # at most SLOT_LIFETIME after it was made; the grace covers that write's commit).
+                if isinstance(backend, LocalStorage) and backend.may_be_upload_slot(key,
+                                                                                    age - grace):
                     continue
             except FileNotFoundError:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
@@ -29,3 +30,12 @@ def upload(client, path: str, data: bytes = b"", method: str = "post", **extra):
     send = getattr(client, method)
     return send(f"/v1/files/{path.lstrip('/')}", data=data,
                 content_type="application/octet-stream", **extra)
+
+
+def stored_blobs(data_dir: Path) -> set[str]:
+    """The keys of the blobs holding bytes under a data directory. Empty files are left out:
+    each process keeps empty upload slots ready (filesystem/storage/local.py)."""
+    blobs = data_dir / "blobs"
+    if not blobs.exists():
+        return set()
+    return {p.name for p in blobs.rglob("*") if p.is_file() and p.stat().st_size}

@@ -50,6 +50,11 @@ class StorageBackend(ABC):
         """A fresh opaque key (never derived from a path)."""
         return uuid.uuid4().hex
 
+    def new_upload_key(self) -> str:
+        """A fresh key for `write()` (copies take `new_key()`): a backend may hand out a key it
+        has prepared to make the write cheaper."""
+        return self.new_key()
+
     @abstractmethod
     def open(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
         """A readable stream of `length` bytes from `start` (to the end if None)."""

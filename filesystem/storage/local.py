@@ -4,6 +4,13 @@ One level of 256 directories: they all exist after the first few hundred uploads
 creates no directory (two levels, 65,536 leaves, made nearly every upload of a young store create
 one, and a new directory needs its parent fsynced too). ext4 indexes large directories. Blobs
 written under the earlier layout, `blobs/ab/cd/<key>`, are still found there.
+
+Upload slots: a new name survives a crash only once its directory is fsynced, a second fsync per
+upload after the file's own. So each process creates empty blob files ahead, SLOT_BATCH at a time
+in one directory, with one directory fsync for the batch; an upload writes into one of them and
+fsyncs only the file (durable small PUTs: three fsyncs become two). Unused slots are empty,
+unreferenced files: the process drops its own after SLOT_LIFETIME, and fsck leaves empty
+orphans younger than that (plus its grace period) alone, since another process may hold them.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ import hashlib
 import io
 import os
 import queue
+import secrets
 import shutil
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +39,8 @@ from filesystem.storage.base import (
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
 PIPELINE_DEPTH = 2  # chunks in flight between the receiving and the writing thread
+SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
+SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
 T = TypeVar("T")
 
 
@@ -141,8 +153,9 @@ class LocalFileReader(BlobReader):
 
 
 class LocalStorage(StorageBackend):
-    """Blobs on this node's disk. Writes go to a temp file in the same file system, are fsynced,
-    then renamed into place, so a crash never leaves a partial blob under a key."""
+    """Blobs on this node's disk. A write fills an upload slot (see the module docstring) or,
+    under a key from elsewhere (a peer's relayed write), a temp file renamed into place; either
+    way the bytes are fsynced before write() returns, and only then can metadata point at them."""
 
     name = "localfs"
 
@@ -151,6 +164,10 @@ class LocalStorage(StorageBackend):
         self.blobs = self.root / "blobs"
         self._blobs = str(self.blobs)
         self.tmp = self.root / "tmp"
+        self._slots_lock = threading.Lock()
+        self._slots: deque[tuple[str, float]] = deque()  # (key, made at: monotonic)
+        self._slots_pid = os.getpid()  # a forked child must not write into its parent's slots
+        self._handed_out: set[str] = set()  # slot keys given to uploads, not yet written
 
     def _file_name(self, key: str) -> str:
         if len(key) < 5 or not key.isalnum():
@@ -176,27 +193,73 @@ class LocalStorage(StorageBackend):
     def read(self, key: str, start: int, length: int) -> bytes:
         return self._on_blob(key, lambda name: _pread(name, start, length))
 
+    def new_upload_key(self) -> str:
+        """The key of an upload slot: an empty blob file whose name is already on disk."""
+        expired = []
+        with self._slots_lock:
+            if self._slots_pid != os.getpid():
+                self._slots.clear()
+                self._handed_out.clear()
+                self._slots_pid = os.getpid()
+            oldest_kept = time.monotonic() - SLOT_LIFETIME
+            while self._slots and self._slots[0][1] < oldest_kept:
+                expired.append(self._slots.popleft()[0])
+            if not self._slots:
+                self._slots.extend(self._make_slots())
+            key = self._slots.popleft()[0]
+            self._handed_out.add(key)
+        for old in expired:
+            self.delete(old)
+        return key
+
+    def _make_slots(self) -> list[tuple[str, float]]:
+        prefix = secrets.token_hex(1)
+        directory = Path(f"{self._blobs}/{prefix}")
+        self._make_directory(directory)
+        made = time.monotonic()
+        keys = [prefix + secrets.token_hex(15) for _ in range(SLOT_BATCH)]  # as long as a uuid4
+        for key in keys:
+            os.close(os.open(f"{directory}/{key}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _fsync_directory(directory)
+        return [(key, made) for key in keys]
+
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:
+        with self._slots_lock:
+            is_slot = key in self._handed_out
+            self._handed_out.discard(key)
+        if is_slot:
+            try:
+                fd = os.open(self._file_name(key), os.O_WRONLY)
+            except FileNotFoundError:  # removed meanwhile (by hand, or fsck past its age)
+                pass
+            else:
+                return self._write_slot(key, fd, chunks, expected_sha256)
+        return self._write_renamed(key, chunks, expected_sha256)
+
+    def _write_slot(self, key: str, fd: int, chunks: Iterable[bytes],
+                    expected_sha256: str | None) -> WriteResult:
+        try:
+            result = _fill(fd, chunks, expected_sha256)
+        except BaseException:
+            os.close(fd)
+            self.delete(key)  # a partial slot is never used: the key goes nowhere
+            raise
+        os.close(fd)
+        return result
+
+    def _write_renamed(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None
+                       ) -> WriteResult:
         target = self._path(key)
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=self.tmp)
         except FileNotFoundError:
             self.tmp.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=self.tmp)
-        sink = _BlobSink(fd)
         try:
-            try:
-                for chunk in chunks:
-                    sink.add(chunk)
-            finally:
-                sink.close()
-            os.fsync(fd)
+            result = _fill(fd, chunks, expected_sha256)
             os.close(fd)
             fd = -1
-            size, sha256 = sink.size, sink.digest.hexdigest()
-            if expected_sha256 is not None and expected_sha256.lower() != sha256:
-                raise ChecksumMismatchError(sha256)
             try:
                 os.replace(tmp_name, target)
             except FileNotFoundError:
@@ -211,7 +274,12 @@ class LocalStorage(StorageBackend):
             except FileNotFoundError:
                 pass
             raise
-        return WriteResult(size=size, sha256=sha256)
+        return result
+
+    def may_be_upload_slot(self, key: str, age: float) -> bool:
+        """Could this unreferenced blob, last modified `age` seconds ago, be a live process's
+        unused upload slot? (For fsck: such files must not be deleted.)"""
+        return age < SLOT_LIFETIME and self.size(key) == 0
 
     def delete(self, key: str) -> None:
         try:
@@ -275,6 +343,22 @@ class LocalStorage(StorageBackend):
         fd, name = tempfile.mkstemp(prefix=".ready-", dir=self.tmp)
         os.close(fd)
         os.unlink(name)
+
+
+def _fill(fd: int, chunks: Iterable[bytes], expected_sha256: str | None) -> WriteResult:
+    """Write, hash and fsync a stream into `fd`; ChecksumMismatchError if it is not what the
+    client announced."""
+    sink = _BlobSink(fd)
+    try:
+        for chunk in chunks:
+            sink.add(chunk)
+    finally:
+        sink.close()
+    sha256 = sink.digest.hexdigest()
+    if expected_sha256 is not None and expected_sha256.lower() != sha256:
+        raise ChecksumMismatchError(sha256)
+    os.fsync(fd)
+    return WriteResult(size=sink.size, sha256=sha256)
 
 
 def _pread(name: str, start: int, length: int) -> bytes:

@@ -12,12 +12,9 @@ import time
 import pytest
 import requests
 
+from tests.helpers import stored_blobs
+
 pytestmark = pytest.mark.cluster
-
-
-def blob_files(node) -> set[str]:
-    blobs = node.data_dir / "blobs"
-    return {p.name for p in blobs.rglob("*") if p.is_file()} if blobs.exists() else set()
 
 
 def put(cluster, node: int, path: str, data: bytes):
@@ -57,15 +54,15 @@ def test_a_file_written_on_one_node_is_read_from_every_node(cluster):
 
 def test_overwrite_through_another_node_keeps_the_file_on_its_node(cluster):
     assert put(cluster, 0, "ow/f.txt", b"version one").status_code == 201
-    before = blob_files(cluster.nodes[0])
+    before = stored_blobs(cluster.nodes[0].data_dir)
     assert put(cluster, 1, "ow/f.txt", b"version two, longer").status_code == 200
     for node in (0, 1, 2):
         response = get(cluster, node, "ow/f.txt")
         assert response.content == b"version two, longer"
         assert response.headers["X-CallFS-Instance-ID"] == cluster.nodes[0].node_id
-    after = blob_files(cluster.nodes[0])
+    after = stored_blobs(cluster.nodes[0].data_dir)
     assert len(after - before) == 1  # the new bytes landed on node 1's disk...
-    assert not blob_files(cluster.nodes[1]) & (after - before)  # ...not on node 2's
+    assert not stored_blobs(cluster.nodes[1].data_dir) & (after - before)  # ...not on node 2's
 
 
 def test_move_copy_and_delete_from_other_nodes(cluster):
@@ -85,14 +82,14 @@ def test_move_copy_and_delete_from_other_nodes(cluster):
     assert copied.content == data
     assert copied.headers["X-CallFS-Instance-ID"] == cluster.nodes[1].node_id
 
-    key_before = blob_files(cluster.nodes[0])
+    key_before = stored_blobs(cluster.nodes[0].data_dir)
     assert cluster.session().delete(cluster.url(2, "mv/dst.bin")).status_code == 204
     for node in (0, 1, 2):
         assert get(cluster, node, "mv/dst.bin").status_code == 404
     deadline = time.monotonic() + 5  # the owner deletes the blob right after the commit
-    while blob_files(cluster.nodes[0]) == key_before and time.monotonic() < deadline:
+    while stored_blobs(cluster.nodes[0].data_dir) == key_before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(key_before - blob_files(cluster.nodes[0])) == 1
+    assert len(key_before - stored_blobs(cluster.nodes[0].data_dir)) == 1
 
 
 def test_recursive_delete_spanning_nodes(cluster):
@@ -139,7 +136,7 @@ def test_concurrent_puts_through_three_nodes_end_with_one_writers_bytes(cluster)
 def test_patch_instance_moves_the_bytes_to_another_node(cluster):
     data = os.urandom(50_000)
     assert put(cluster, 0, "inst/f.bin", data).status_code == 201
-    node1_before = blob_files(cluster.nodes[0])
+    node1_before = stored_blobs(cluster.nodes[0].data_dir)
     response = cluster.session().patch(
         cluster.url(1, "inst/f.bin"),
         data=json.dumps({"destination": f"{cluster.prefix}/inst/f.bin",
@@ -149,9 +146,9 @@ def test_patch_instance_moves_the_bytes_to_another_node(cluster):
     assert head.headers["X-CallFS-Instance-ID"] == cluster.nodes[2].node_id
     assert get(cluster, 0, "inst/f.bin").content == data
     deadline = time.monotonic() + 5
-    while blob_files(cluster.nodes[0]) == node1_before and time.monotonic() < deadline:
+    while stored_blobs(cluster.nodes[0].data_dir) == node1_before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(node1_before - blob_files(cluster.nodes[0])) == 1
+    assert len(node1_before - stored_blobs(cluster.nodes[0].data_dir)) == 1
     unknown = cluster.session().patch(cluster.url(0, "inst/f.bin"),
                                       data=json.dumps({"destination": f"{cluster.prefix}/x",
                                                        "instance": "no-such-node"}))

@@ -50,6 +50,23 @@ def test_orphans_are_reported_then_repaired_after_the_grace_time(auth_client, st
     assert not temp.exists()
 
 
+def test_empty_blobs_may_be_upload_slots_for_an_hour_past_the_grace(auth_client):
+    """Another process may hold an empty blob as an unused upload slot: fsck leaves it alone for
+    as long as a slot lives (plus the grace time), then treats it as any orphan."""
+    backend = get_backend("localfs")
+    young_slot, old_slot = backend.new_upload_key(), backend.new_upload_key()
+    stranded = backend.new_key()
+    backend.write(stranded, [b"bytes"])
+    age(backend._path(young_slot), 3600)  # older than the grace, younger than a slot's life
+    age(backend._path(old_slot), 3600 + 16 * 60)
+    age(backend._path(stranded), 3600)
+
+    report = run()
+    assert young_slot not in report
+    assert f"orphan blob: localfs {old_slot}" in report
+    assert f"orphan blob: localfs {stranded}" in report  # not empty: no slot
+
+
 def test_missing_and_wrong_sized_bytes_fail_the_check(auth_client):
     upload(auth_client, "/gone.txt", b"gone")
     upload(auth_client, "/short.txt", b"short")

@@ -11,7 +11,7 @@ from django.utils.http import http_date, parse_http_date
 
 from filesystem.api.views import SMALL_DOWNLOAD
 from filesystem.models import Inode
-from tests.helpers import assert_error, body_of, upload
+from tests.helpers import assert_error, body_of, stored_blobs, upload
 
 DATA = b"0123456789"
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -25,11 +25,6 @@ def ten(auth_client):
     """/ten.bin holding the ten bytes 0-9."""
     assert upload(auth_client, "/ten.bin", DATA).status_code == 201
     return "/v1/files/ten.bin"
-
-
-def blob_files(storage_root) -> list:
-    blobs = storage_root / "blobs"
-    return sorted(p for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
 
 
 def stored(client, url: str) -> bytes:
@@ -220,11 +215,11 @@ def test_put_if_match_on_a_missing_file_is_412(auth_client):
 
 
 def test_put_if_none_match_star(auth_client, ten, storage_root):
-    before = blob_files(storage_root)
+    before = stored_blobs(storage_root)
     response = upload(auth_client, "/ten.bin", b"new", method="put", HTTP_IF_NONE_MATCH="*")
     assert_error(response, 412, "PRECONDITION_FAILED")
     assert stored(auth_client, ten) == DATA
-    assert blob_files(storage_root) == before
+    assert stored_blobs(storage_root) == before
     created = upload(auth_client, "/fresh.bin", b"f", method="put", HTTP_IF_NONE_MATCH="*")
     assert created.status_code == 201
     assert stored(auth_client, "/v1/files/fresh.bin") == b"f"
@@ -271,19 +266,19 @@ def test_wrong_checksum_stores_nothing(auth_client, storage_root, method):
                       HTTP_X_CALLFS_SHA256=wrong)
     assert_error(response, 400, "CHECKSUM_MISMATCH")
     assert_error(auth_client.get("/v1/files/bad/sum.bin"), 404, "FILE_NOT_FOUND")
-    assert blob_files(storage_root) == []
+    assert stored_blobs(storage_root) == set()
     assert json.loads(auth_client.get("/v1/files/").content) == []
 
 
 def test_wrong_checksum_on_overwrite_keeps_the_old_content(auth_client, ten, storage_root):
-    before = blob_files(storage_root)
+    before = stored_blobs(storage_root)
     assert len(before) == 1
     response = upload(auth_client, "/ten.bin", b"new bytes", method="put",
                       HTTP_X_CALLFS_SHA256="0" * 64)
     assert_error(response, 400, "CHECKSUM_MISMATCH")
     assert stored(auth_client, ten) == DATA
     assert auth_client.head(ten)["ETag"] == ETAG
-    assert blob_files(storage_root) == before
+    assert stored_blobs(storage_root) == before
 
 
 # --- upload size cap -------------------------------------------------------------------------
@@ -299,7 +294,7 @@ def test_upload_over_the_cap_is_413(auth_client, small_cap, storage_root, method
     response = upload(auth_client, "/big.bin", b"x" * 11, method=method)
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
     assert_error(auth_client.get("/v1/files/big.bin"), 404, "FILE_NOT_FOUND")
-    assert blob_files(storage_root) == []
+    assert stored_blobs(storage_root) == set()
 
 
 def test_upload_at_the_cap_is_accepted(auth_client, small_cap):

@@ -1,4 +1,5 @@
-"""The local-disk backend: atomic writes, ranges, the pipelined writer for large uploads."""
+"""The local-disk backend: atomic writes, upload slots, ranges, the pipelined writer for large
+uploads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import pytest
 
 from filesystem.storage import ChecksumMismatchError
-from filesystem.storage.local import PIPELINE_AFTER, LocalStorage
+from filesystem.storage import local as local_module
+from filesystem.storage.local import PIPELINE_AFTER, SLOT_BATCH, LocalStorage
 
 MIB = 1024 * 1024
 
@@ -107,3 +109,98 @@ def test_blobs_of_the_two_level_layout_are_still_found(local, storage_root):
     assert not legacy.exists()
     with pytest.raises(FileNotFoundError):
         local.read(key, 0, 1)
+
+
+# --- upload slots: empty blob files made ahead, so an upload fsyncs only its own file ----------
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """The kinds of descriptor each os.fsync() got: 'file' or 'directory'."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append("directory" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return synced
+
+
+@pytest.fixture
+def blob_directories(local):
+    """All 256 blob directories exist, as in any store past its first few hundred uploads."""
+    for prefix in range(256):
+        (local.blobs / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)
+
+
+def test_slots_are_made_in_a_batch_with_one_directory_fsync(local, blob_directories, fsyncs):
+    key = local.new_upload_key()
+    assert local.size(key) == 0  # the file exists, empty
+    assert len(os.listdir(local._path(key).parent)) == SLOT_BATCH
+    assert fsyncs == ["directory"]
+    keys = {local.new_upload_key() for _ in range(SLOT_BATCH - 1)}
+    assert fsyncs == ["directory"] and len(keys | {key}) == SLOT_BATCH  # none handed out twice
+    local.new_upload_key()  # the batch is used up: the next one
+    assert fsyncs == ["directory", "directory"]
+
+
+def test_an_upload_into_a_slot_fsyncs_only_its_file(local, blob_directories, fsyncs):
+    key = local.new_upload_key()
+    inode_before = os.stat(local._path(key)).st_ino
+    fsyncs.clear()
+    result = local.write(key, [b"hello ", b"slot"])
+    assert fsyncs == ["file"]
+    assert os.stat(local._path(key)).st_ino == inode_before  # written in place, no rename
+    assert (result.size, local.read(key, 0, 100)) == (10, b"hello slot")
+    assert result.sha256 == hashlib.sha256(b"hello slot").hexdigest()
+
+
+def test_a_key_from_elsewhere_is_renamed_into_place_and_its_directory_fsynced(
+        local, blob_directories, fsyncs):
+    key = local.new_key()  # e.g. a write relayed by a peer node
+    local.write(key, [b"relayed"])
+    assert fsyncs == ["file", "directory"]
+    assert local.read(key, 0, 100) == b"relayed"
+
+
+def test_a_failed_upload_removes_its_slot(local, storage_root):
+    def broken():
+        yield b"partial"
+        raise ConnectionResetError("client went away")
+
+    key = local.new_upload_key()
+    with pytest.raises(ConnectionResetError):
+        local.write(key, broken())
+    with pytest.raises(FileNotFoundError):
+        local.size(key)
+    mismatched = local.new_upload_key()
+    with pytest.raises(ChecksumMismatchError):
+        local.write(mismatched, [b"bytes"], expected_sha256="0" * 64)
+    with pytest.raises(FileNotFoundError):
+        local.size(mismatched)
+
+
+def test_a_slot_removed_meanwhile_falls_back_to_a_renamed_write(local):
+    key = local.new_upload_key()
+    os.unlink(local._path(key))  # e.g. fsck, or an operator
+    local.write(key, [b"still stored"])
+    assert local.read(key, 0, 100) == b"still stored"
+
+
+def test_old_slots_are_dropped_not_handed_out(local, monkeypatch):
+    first = local.new_upload_key()
+    unused = set(os.listdir(local._path(first).parent)) - {first}
+    monkeypatch.setattr(local_module, "SLOT_LIFETIME", 0.0)
+    fresh = local.new_upload_key()
+    assert fresh not in unused
+    assert not any(local._path(key).exists() for key in unused)
+
+
+def test_a_forked_process_does_not_write_into_its_parents_slots(local, monkeypatch):
+    parent_slot = local.new_upload_key()
+    parent_unused = set(os.listdir(local._path(parent_slot).parent)) - {parent_slot}
+    monkeypatch.setattr(local, "_slots_pid", -1)  # as after fork(): another pid made them
+    assert local.new_upload_key() not in parent_unused
+    local.write(parent_slot, [b"x"])  # handed out before the fork: now a plain renamed write
+    assert local.read(parent_slot, 0, 1) == b"x"
