@@ -112,9 +112,9 @@ def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
     """Write a stream under a fresh key where `placement` says (default: see _placement)."""
     backend_name, node_id = placement or _placement()
     store = _blob_store(backend_name, node_id)
-    key = store.new_upload_key()
     try:
         with _backend_call(backend_name, "write"):
+            key = store.new_upload_key()
             result = store.write(key, chunks, expected_sha256)
     except ChecksumMismatchError:
         raise ChecksumMismatch() from None
