@@ -113,46 +113,55 @@ class PollingThreadWorker(ThreadWorker):
                     self.log.exception("Error in serving thread")
 
     def _accept(self, listener) -> None:
+        sock = None
         try:
             sock, client = listener.accept()
         except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+            if self.alive and exc.errno not in (errno.EAGAIN, errno.ECONNABORTED,
+                                                errno.EWOULDBLOCK):
                 self.log.error("accept() failed: %s", exc)
-                time.sleep(0.01)  # e.g. out of descriptors: no busy loop meanwhile
-            sock = None
+                time.sleep(0.1)  # e.g. out of descriptors: not a busy loop of errors meanwhile
         with self._lock:
-            if sock is not None:
-                conn = TConn(self.cfg, sock, client, listener.getsockname())
-                # gthread gives a silent new connection its data wait plus a keep-alive period.
-                conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
-                self.nr_conns += 1
-                self.conns[sock.fileno()] = conn
-                self.keepalived_conns[sock.fileno()] = conn
-                self.epoll.register(sock.fileno(), ARMED)
-            if self._accepting:
-                if self.nr_conns < self.worker_connections and self.alive:
-                    self.epoll.modify(listener.fileno(), ARMED)
-                else:
-                    self._accepting = True  # so that _set_accepting disarms every listener
-                    self._set_accepting(False)
+            try:
+                if sock is not None:
+                    conn = TConn(self.cfg, sock, client, listener.getsockname())
+                    # gthread gives a silent new connection its data wait plus a keep-alive.
+                    conn.timeout = (time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
+                                    + self.cfg.keepalive)
+                    self.nr_conns += 1
+                    self.conns[sock.fileno()] = conn
+                    self.keepalived_conns[sock.fileno()] = conn
+                    self.epoll.register(sock.fileno(), ARMED)
+            finally:
+                if self._accepting:  # else disarmed meanwhile (stopping, or at the cap)
+                    if self.nr_conns < self.worker_connections and self.alive:
+                        self.epoll.modify(listener.fileno(), ARMED)
+                    else:
+                        self._set_accepting(False)
 
     def _serve(self, fd: int) -> None:
         with self._lock:
             conn = self.keepalived_conns.pop(fd, None)
+            if conn is not None and not _readable(conn.sock):
+                # A stale wake-up: the connection it was for closed (expired) and a new one got
+                # its descriptor. Waiting here for the new one's first bytes would hold a thread.
+                self.keepalived_conns[fd] = conn
+                self.epoll.modify(fd, ARMED)
+                return
         if conn is None:  # closed as expired just as it became readable
             return
+        conn.data_ready = True  # skips gthread's wait for a first request: it is here
         try:
             while True:
                 result = self.handle(conn)  # gthread's: True means keep-alive
                 if result is not True or not _has_buffered_request(conn):
                     break
-        except BaseException:  # e.g. SystemExit from a timeout abort: never strand the socket
+        except BaseException:  # never strand the socket, whatever escaped
             self._close(fd, conn, graceful=False)
             raise
-        if result is False or result is None:
+        if result is not True:
             self._close(fd, conn, graceful=True)
             return
-        # Keep-alive, or a new connection that sent nothing within gthread's data wait.
         with self._lock:
             conn.set_timeout()
             if not self.alive:
@@ -162,19 +171,25 @@ class PollingThreadWorker(ThreadWorker):
 
     def _close(self, fd: int, conn: TConn, graceful: bool) -> None:
         with self._lock:
-            self._forget(fd)
-        conn.close(graceful=graceful)
-
-    def _forget(self, fd: int) -> None:
-        """Drop a connection from the set and the counts (with the lock held), before its
-        descriptor is closed and can be reused."""
-        del self.conns[fd]
-        self.keepalived_conns.pop(fd, None)
-        self.nr_conns -= 1
+            self._forget(fd, conn)
         try:
-            self.epoll.unregister(fd)
-        except (OSError, ValueError):
+            conn.close(graceful=graceful)
+        except OSError:  # gthread closed it already (a TLS EOF, an error after the headers)
             pass
+
+    def _forget(self, fd: int, conn: TConn) -> None:
+        """Count a connection out and drop it from the set (with the lock held), before its
+        descriptor is closed and can be reused. gthread closes some sockets itself before
+        returning: their descriptor may already belong to a newer connection, left alone."""
+        self.nr_conns -= 1
+        if self.conns.get(fd) is conn:
+            del self.conns[fd]
+            if self.keepalived_conns.get(fd) is conn:
+                del self.keepalived_conns[fd]
+            try:
+                self.epoll.unregister(fd)
+            except (OSError, ValueError):  # closed already
+                pass
         if not self._accepting and self.alive and self.nr_conns < self.worker_connections:
             self._set_accepting(True)
 
@@ -183,10 +198,17 @@ class PollingThreadWorker(ThreadWorker):
         with self._lock:
             expired = [(fd, conn) for fd, conn in self.keepalived_conns.items()
                        if force or conn.timeout <= now]
-            for fd, _ in expired:
-                self._forget(fd)
+            for fd, conn in expired:
+                self._forget(fd, conn)
         for _, conn in expired:
             conn.close()
+
+
+def _readable(sock) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed: let handle() find out and clean up
+        return True
 
 
 def _has_buffered_request(conn: TConn) -> bool:
