@@ -195,22 +195,32 @@ class LocalStorage(StorageBackend):
 
     def new_upload_key(self) -> str:
         """The key of an upload slot: an empty blob file whose name is already on disk."""
-        expired = []
         with self._slots_lock:
-            if self._slots_pid != os.getpid():
-                self._slots.clear()
-                self._handed_out.clear()
-                self._slots_pid = os.getpid()
+            self._check_owner()
             oldest_kept = time.monotonic() - SLOT_LIFETIME
+            expired = []
             while self._slots and self._slots[0][1] < oldest_kept:
                 expired.append(self._slots.popleft()[0])
-            if not self._slots:
-                self._slots.extend(self._make_slots())
-            key = self._slots.popleft()[0]
-            self._handed_out.add(key)
+            key = self._slots.popleft()[0] if self._slots else None
+            if key is not None:
+                self._handed_out.add(key)
         for old in expired:
             self.delete(old)
-        return key
+        if key is not None:
+            return key
+        batch = self._make_slots()  # outside the lock: a batch takes a directory fsync
+        with self._slots_lock:
+            self._check_owner()
+            self._slots.extend(batch[1:])
+            self._handed_out.add(batch[0][0])
+        return batch[0][0]
+
+    def _check_owner(self) -> None:
+        """After fork() the slots are the parent's: forget them (with the slots lock held)."""
+        if self._slots_pid != os.getpid():
+            self._slots.clear()
+            self._handed_out.clear()
+            self._slots_pid = os.getpid()
 
     def _make_slots(self) -> list[tuple[str, float]]:
         prefix = secrets.token_hex(1)
@@ -226,11 +236,12 @@ class LocalStorage(StorageBackend):
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:
         with self._slots_lock:
+            self._check_owner()
             is_slot = key in self._handed_out
             self._handed_out.discard(key)
         if is_slot:
             try:
-                fd = os.open(self._file_name(key), os.O_WRONLY)
+                fd = os.open(self._file_name(key), os.O_RDWR)  # RDWR: see _write_slot
             except FileNotFoundError:  # removed meanwhile (by hand, or fsck past its age)
                 pass
             else:
@@ -241,6 +252,10 @@ class LocalStorage(StorageBackend):
                     expected_sha256: str | None) -> WriteResult:
         try:
             result = _fill(fd, chunks, expected_sha256)
+            if os.fstat(fd).st_nlink == 0:
+                # Unlinked while it was written (fsck --repair during a long-stalled upload,
+                # an operator): the bytes are only in this descriptor. Store them again.
+                result = self._write_renamed(key, _read_back(fd), expected_sha256)
         except BaseException:
             os.close(fd)
             self.delete(key)  # a partial slot is never used: the key goes nowhere
@@ -359,6 +374,13 @@ def _fill(fd: int, chunks: Iterable[bytes], expected_sha256: str | None) -> Writ
         raise ChecksumMismatchError(sha256)
     os.fsync(fd)
     return WriteResult(size=sink.size, sha256=sha256)
+
+
+def _read_back(fd: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    offset = 0
+    while chunk := os.pread(fd, chunk_size, offset):
+        yield chunk
+        offset += len(chunk)
 
 
 def _pread(name: str, start: int, length: int) -> bytes:

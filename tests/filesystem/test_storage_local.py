@@ -188,6 +188,21 @@ def test_a_slot_removed_meanwhile_falls_back_to_a_renamed_write(local):
     assert local.read(key, 0, 100) == b"still stored"
 
 
+def test_a_slot_unlinked_while_written_is_stored_again(local):
+    """fsck --repair may take a slot whose upload stalled past its grace time: the bytes that
+    were written into the unlinked file are stored again, not lost behind a 2xx."""
+    key = local.new_upload_key()
+
+    def stalled():
+        yield b"first half, "
+        os.unlink(local._path(key))
+        yield b"second half"
+
+    result = local.write(key, stalled())
+    assert local.read(key, 0, 100) == b"first half, second half"
+    assert result.sha256 == hashlib.sha256(b"first half, second half").hexdigest()
+
+
 def test_old_slots_are_dropped_not_handed_out(local, monkeypatch):
     first = local.new_upload_key()
     unused = set(os.listdir(local._path(first).parent)) - {first}
@@ -202,5 +217,7 @@ def test_a_forked_process_does_not_write_into_its_parents_slots(local, monkeypat
     parent_unused = set(os.listdir(local._path(parent_slot).parent)) - {parent_slot}
     monkeypatch.setattr(local, "_slots_pid", -1)  # as after fork(): another pid made them
     assert local.new_upload_key() not in parent_unused
+    slot_inode = os.stat(local._path(parent_slot)).st_ino
     local.write(parent_slot, [b"x"])  # handed out before the fork: now a plain renamed write
     assert local.read(parent_slot, 0, 1) == b"x"
+    assert os.stat(local._path(parent_slot)).st_ino != slot_inode  # renamed over, not filled
