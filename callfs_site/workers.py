@@ -9,17 +9,25 @@ Here every serving thread waits on one shared epoll set, in which a waiting conn
 once (EPOLLONESHOT): the kernel wakes a single thread for it, that thread serves the request
 itself and re-arms the connection afterwards. A long request (a large transfer, an fsync) holds
 one thread while the others keep serving, as in gthread. The main thread only beats the
-heartbeat, closes idle keep-alive connections and runs the graceful stop. Parsing, TLS, HTTP/2,
-the WSGI call, the keep-alive rules and the slow-client guard are gthread's own code.
+heartbeat, closes idle and expired connections and runs the graceful stop.
+
+A thread takes a plain-HTTP connection only once its whole request head has arrived: until then
+the bytes are collected as they come and the connection waits in the poll set, so clients that
+trickle their headers (slowloris) or send nothing hold no thread (in gthread, two of them froze
+a two-thread worker). Bodies, TLS handshakes and slow readers of large downloads still hold the
+thread that serves them. Parsing, TLS, HTTP/2, the WSGI call and the keep-alive rules are
+gthread's own code.
 """
 
 from __future__ import annotations
 
 import errno
 import select
+import socket
 import threading
 import time
 
+from gunicorn.http2 import negotiation
 from gunicorn.workers import base
 from gunicorn.workers.gthread import (
     DEFAULT_WORKER_DATA_TIMEOUT,
@@ -32,10 +40,17 @@ ARMED = select.EPOLLIN | select.EPOLLONESHOT
 DISARMED = 0
 # How often the main thread beats the heartbeat and closes expired idle connections.
 HOUSEKEEPING_SECONDS = 0.5
+# A plain-HTTP request head is collected without a thread: bytes are read as they come, and the
+# connection goes back to the poll set until the blank line that ends the head (or this many
+# bytes: gunicorn's parser then enforces its own limits). A head has this long to arrive in full.
+HEAD_BYTES = 64 * 1024
+HEAD_SECONDS = 30.0
 
 
 class PollingThreadWorker(ThreadWorker):
     """cfg.threads threads, each polling the shared set and serving what it is woken for."""
+
+    head_seconds = HEAD_SECONDS
 
     def init_process(self):
         self.epoll = select.epoll()
@@ -125,6 +140,7 @@ class PollingThreadWorker(ThreadWorker):
             try:
                 if sock is not None:
                     conn = TConn(self.cfg, sock, client, listener.getsockname())
+                    conn.callfs_head = b""  # a request head still arriving
                     # gthread gives a silent new connection its data wait plus a keep-alive.
                     conn.timeout = (time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
                                     + self.cfg.keepalive)
@@ -142,13 +158,7 @@ class PollingThreadWorker(ThreadWorker):
     def _serve(self, fd: int) -> None:
         with self._lock:
             conn = self.keepalived_conns.pop(fd, None)
-            if conn is not None and not _readable(conn.sock):
-                # A stale wake-up: the connection it was for closed (expired) and a new one got
-                # its descriptor. Waiting here for the new one's first bytes would hold a thread.
-                self.keepalived_conns[fd] = conn
-                self.epoll.modify(fd, ARMED)
-                return
-        if conn is None:  # closed as expired just as it became readable
+        if conn is None or not self._request_arrived(fd, conn):
             return
         conn.data_ready = True  # skips gthread's wait for a first request: it is here
         try:
@@ -162,8 +172,44 @@ class PollingThreadWorker(ThreadWorker):
         if result is not True:
             self._close(fd, conn, graceful=True)
             return
+        conn.set_timeout()
+        self._rearm(fd, conn)
+
+    def _request_arrived(self, fd: int, conn: TConn) -> bool:
+        """Is a request there to serve? If not, the connection is back in the poll set (or
+        closed, at the client's end of file) and holds no thread: a client sending its request
+        head a byte at a time (slowloris) or a stale wake-up for a reused descriptor."""
+        if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, conn.client):
+            # TLS (or an HTTP/2 preface) is read by the connection's own set-up: only check
+            if _readable(conn.sock):
+                return True
+            self._rearm(fd, conn)
+            return False
+        try:
+            data = conn.sock.recv(HEAD_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self._rearm(fd, conn)
+            return False
+        except OSError:  # reset by the client
+            data = b""
+        if not data:
+            self._close(fd, conn, graceful=False)
+            return False
+        head = conn.callfs_head + data
+        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= HEAD_BYTES:
+            conn.callfs_head = b""
+            conn.init()  # plain HTTP: makes the parser, and it reads these bytes first
+            conn.parser.unreader.unread(head)
+            return True
+        if not conn.callfs_head:
+            conn.timeout = time.monotonic() + self.head_seconds
+        conn.callfs_head = head
+        self._rearm(fd, conn)
+        return False
+
+    def _rearm(self, fd: int, conn: TConn) -> None:
+        """Back into the poll set, to wait for its next bytes until conn.timeout."""
         with self._lock:
-            conn.set_timeout()
             if not self.alive:
                 conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
             self.keepalived_conns[fd] = conn

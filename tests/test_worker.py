@@ -88,12 +88,12 @@ class Client:
 
 
 class Gunicorn:
-    def __init__(self, tmp_path: Path, *options: str):
+    def __init__(self, tmp_path: Path, *options: str, conf: str = ""):
         self.port = free_port()
         self.tls = "--certfile" in options
         self.log_path = tmp_path / "gunicorn.log"
-        empty_conf = tmp_path / "empty.conf.py"  # not the project's gunicorn.conf.py
-        empty_conf.touch()
+        empty_conf = tmp_path / "test.conf.py"  # not the project's gunicorn.conf.py
+        empty_conf.write_text(conf)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(empty_conf), "--no-control-socket",
              "-k", WORKER, "-w", "1", "--threads", "2",
@@ -135,8 +135,8 @@ class Gunicorn:
 def start(tmp_path):
     started: list[Gunicorn] = []
 
-    def start(*options: str) -> Gunicorn:
-        started.append(Gunicorn(tmp_path, *options))
+    def start(*options: str, conf: str = "") -> Gunicorn:
+        started.append(Gunicorn(tmp_path, *options, conf=conf))
         return started[-1]
 
     yield start
@@ -178,6 +178,37 @@ def test_silent_connections_hold_no_thread(start):
     assert server.connect().request("/now").startswith(b"ok /now")
     assert time.monotonic() - started < 1
     assert all(not sock.closed_by_server(0.01) for sock in silent)
+
+
+def test_request_heads_arriving_slowly_hold_no_thread(start):
+    """Slowloris: clients sending their request head a few bytes at a time wait in the poll set
+    until the head is complete; meanwhile the threads serve everyone else."""
+    server = start()
+    slow = [server.connect() for _ in range(6)]  # three times the threads
+    head = b"GET /slow-head HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 50 + b"\r\n\r\n"
+    for sock in slow:
+        sock.sock.sendall(head[:10])
+    time.sleep(0.2)
+    started = time.monotonic()
+    for i in range(10):
+        assert server.connect().request(f"/now{i}").startswith(f"ok /now{i} ".encode())
+    assert time.monotonic() - started < 1
+    for offset in range(10, len(head), 7):  # the rest, in pieces
+        for sock in slow:
+            sock.sock.sendall(head[offset:offset + 7])
+        time.sleep(0.01)
+    for sock in slow:
+        assert sock.receive()[2].startswith(b"ok /slow-head ")
+        assert sock.request("/again").startswith(b"ok /again ")  # and it stays usable
+
+
+def test_a_request_head_that_never_completes_is_closed(start):
+    server = start(conf="def post_fork(server, worker):\n    worker.head_seconds = 1\n")
+    sock = server.connect()
+    sock.sock.sendall(b"GET /never HTTP/1.1\r\nHost:")
+    assert not sock.closed_by_server(0.5)
+    sock.sock.sendall(b" t")  # trickling on does not buy more time
+    assert sock.closed_by_server(3)
 
 
 def test_pipelined_requests_are_all_answered(start):
