@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 
+from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, MAX_REQUEST_LINE
 from gunicorn.http2 import negotiation
 from gunicorn.workers import base
 from gunicorn.workers.gthread import (
@@ -40,10 +41,10 @@ ARMED = select.EPOLLIN | select.EPOLLONESHOT
 DISARMED = 0
 # How often the main thread beats the heartbeat and closes expired idle connections.
 HOUSEKEEPING_SECONDS = 0.5
-# A plain-HTTP request head is collected without a thread: bytes are read as they come, and the
-# connection goes back to the poll set until the blank line that ends the head (or this many
-# bytes: gunicorn's parser then enforces its own limits). A head has this long to arrive in full.
-HEAD_BYTES = 64 * 1024
+# A plain-HTTP request head is collected without a thread: bytes are read as they come (this
+# many at a time), and the connection goes back to the poll set until the blank line that ends
+# the head. A head has HEAD_SECONDS to arrive in full.
+HEAD_READ_BYTES = 64 * 1024
 HEAD_SECONDS = 30.0
 
 
@@ -71,6 +72,7 @@ class PollingThreadWorker(ThreadWorker):
 
     def run(self):
         self._listeners = {listener.fileno(): listener for listener in self.sockets}
+        self._head_limit = _head_limit(self.cfg)
         for fd, listener in self._listeners.items():
             listener.setblocking(False)
             self.epoll.register(fd, DISARMED)
@@ -140,10 +142,13 @@ class PollingThreadWorker(ThreadWorker):
             try:
                 if sock is not None:
                     conn = TConn(self.cfg, sock, client, listener.getsockname())
-                    conn.callfs_head = b""  # a request head still arriving
+                    conn.callfs_head = None  # a request head still arriving: a bytearray
                     # gthread gives a silent new connection its data wait plus a keep-alive.
                     conn.timeout = (time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
                                     + self.cfg.keepalive)
+                    if not self.alive:  # accepted just as the stop began
+                        conn.timeout = min(conn.timeout,
+                                           time.monotonic() + STOP_KEEPALIVE_LINGER)
                     self.nr_conns += 1
                     self.conns[sock.fileno()] = conn
                     self.keepalived_conns[sock.fileno()] = conn
@@ -162,9 +167,8 @@ class PollingThreadWorker(ThreadWorker):
             return
         conn.data_ready = True  # skips gthread's wait for a first request: it is here
         try:
-            while True:
-                result = self.handle(conn)  # gthread's: True means keep-alive
-                if result is not True or not _has_buffered_request(conn):
+            while (result := self.handle(conn)) is True:  # gthread's: True means keep-alive
+                if not self._next_request_buffered(conn):
                     break
         except BaseException:  # never strand the socket, whatever escaped
             self._close(fd, conn, graceful=False)
@@ -172,21 +176,27 @@ class PollingThreadWorker(ThreadWorker):
         if result is not True:
             self._close(fd, conn, graceful=True)
             return
-        conn.set_timeout()
+        if not conn.callfs_head:
+            conn.set_timeout()  # else the head's own deadline stands
         self._rearm(fd, conn)
+
+    def _collects_heads(self, conn: TConn) -> bool:
+        """Plain HTTP/1: TLS records, a PROXY protocol header and an HTTP/2 preface are read by
+        the connection's own set-up in gunicorn, which blocks."""
+        return not (self.cfg.is_ssl or self.cfg.proxy_protocol != "off"
+                    or negotiation.prior_knowledge_allowed(self.cfg, conn.client))
 
     def _request_arrived(self, fd: int, conn: TConn) -> bool:
         """Is a request there to serve? If not, the connection is back in the poll set (or
         closed, at the client's end of file) and holds no thread: a client sending its request
         head a byte at a time (slowloris) or a stale wake-up for a reused descriptor."""
-        if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, conn.client):
-            # TLS (or an HTTP/2 preface) is read by the connection's own set-up: only check
+        if not self._collects_heads(conn):
             if _readable(conn.sock):
                 return True
             self._rearm(fd, conn)
             return False
         try:
-            data = conn.sock.recv(HEAD_BYTES, socket.MSG_DONTWAIT)
+            data = conn.sock.recv(HEAD_READ_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
             self._rearm(fd, conn)
             return False
@@ -195,17 +205,41 @@ class PollingThreadWorker(ThreadWorker):
         if not data:
             self._close(fd, conn, graceful=False)
             return False
-        head = conn.callfs_head + data
-        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= HEAD_BYTES:
-            conn.callfs_head = b""
-            conn.init()  # plain HTTP: makes the parser, and it reads these bytes first
-            conn.parser.unreader.unread(head)
+        if self._head_complete(conn, data):
             return True
-        if not conn.callfs_head:
-            conn.timeout = time.monotonic() + self.head_seconds
-        conn.callfs_head = head
         self._rearm(fd, conn)
         return False
+
+    def _next_request_buffered(self, conn: TConn) -> bool:
+        """After a keep-alive response: is the next request already here, read ahead with the
+        last one (pipelining, a body drain) or decrypted ahead by TLS? A plain-HTTP head that
+        is only partly here waits in the poll set like any other."""
+        if not self._collects_heads(conn):
+            if conn.parser.unreader.buf.getvalue():
+                return True
+            pending = getattr(conn.sock, "pending", None)  # ssl.SSLSocket
+            return bool(pending and pending())
+        ahead = conn.parser.unreader.take_buffered()
+        return bool(ahead) and self._head_complete(conn, ahead)
+
+    def _head_complete(self, conn: TConn, data: bytes) -> bool:
+        """Add bytes to the head being collected. Once it is whole, or as long as gunicorn's
+        parser would ever take (it then refuses it at once, without waiting for more), it goes
+        to the parser and True is returned; until then it stays with the connection."""
+        head = conn.callfs_head
+        if not head:
+            conn.callfs_head = head = bytearray()
+            conn.timeout = time.monotonic() + self.head_seconds
+        seen = len(head)
+        head += data
+        if (head.find(b"\r\n\r\n", max(seen - 3, 0)) < 0
+                and head.find(b"\n\n", max(seen - 1, 0)) < 0
+                and len(head) < self._head_limit):
+            return False
+        conn.callfs_head = None
+        conn.init()  # plain HTTP: makes the parser (once), which reads these bytes first
+        conn.parser.unreader.unread(bytes(head))
+        return True
 
     def _rearm(self, fd: int, conn: TConn) -> None:
         """Back into the poll set, to wait for its next bytes until conn.timeout."""
@@ -251,16 +285,21 @@ class PollingThreadWorker(ThreadWorker):
 
 
 def _readable(sock) -> bool:
+    poller = select.poll()  # not select(): descriptors past 1023 are common here
     try:
-        return bool(select.select([sock], [], [], 0)[0])
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):  # closed: let handle() find out and clean up
         return True
 
 
-def _has_buffered_request(conn: TConn) -> bool:
-    """Bytes of a next request already read off the socket (a body drain can read ahead, TLS
-    can decrypt ahead) no longer make the socket readable: serve them straight away."""
-    if conn.parser.unreader.buf.getvalue():
-        return True
-    pending = getattr(conn.sock, "pending", None)  # ssl.SSLSocket
-    return bool(pending and pending())
+def _head_limit(cfg) -> int:
+    """The longest request head gunicorn's parser may accept under `cfg` (request line, headers,
+    blank line): a longer one it refuses as soon as it has read that much."""
+    line = cfg.limit_request_line
+    line = MAX_REQUEST_LINE if line < 0 or line >= MAX_REQUEST_LINE else line or 1024 * 1024
+    fields = cfg.limit_request_fields
+    fields = fields if 0 < fields <= MAX_HEADERS else MAX_HEADERS
+    field_size = cfg.limit_request_field_size
+    field_size = field_size if field_size > 0 else DEFAULT_MAX_HEADERFIELD_SIZE
+    return line + 2 + fields * (field_size + 2) + 4

@@ -202,6 +202,33 @@ def test_request_heads_arriving_slowly_hold_no_thread(start):
         assert sock.request("/again").startswith(b"ok /again ")  # and it stays usable
 
 
+def test_a_partial_next_request_read_ahead_holds_no_thread(start):
+    """A complete request followed by the start of the next one, in one packet: the first is
+    answered, and the rest waits in the poll set, not in a thread."""
+    server = start()
+    partial = [server.connect() for _ in range(4)]  # twice the threads
+    for sock in partial:
+        sock.sock.sendall(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHo")
+    for sock in partial:
+        assert sock.receive()[2].startswith(b"ok /first ")
+    started = time.monotonic()
+    assert server.connect().request("/meanwhile").startswith(b"ok /meanwhile ")
+    assert time.monotonic() - started < 1
+    for sock in partial:
+        sock.sock.sendall(b"st: t\r\n\r\n")
+        assert sock.receive()[2].startswith(b"ok /second ")
+
+
+def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start):
+    server = start("--limit-request-fields", "2", "--limit-request-field_size", "100")
+    sock = server.connect()
+    sock.sock.sendall(b"GET /big HTTP/1.1\r\n")
+    for _ in range(100):  # 9 KiB of header lines, and no blank line
+        sock.sock.sendall(b"X-Pad: " + b"p" * 83 + b"\r\n")
+    status, _, _ = sock.receive()
+    assert status.startswith("HTTP/1.1 431"), status  # Request Header Fields Too Large
+
+
 def test_a_request_head_that_never_completes_is_closed(start):
     server = start(conf="def post_fork(server, worker):\n    worker.head_seconds = 1\n")
     sock = server.connect()
