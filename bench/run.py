@@ -514,10 +514,12 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        # Only the few large files go: deleting the many small ones would slow file creation on
-        # this disk for minutes (see the module docstring).
-        for large in work.rglob("big.bin"):
-            large.unlink()
+        # Only the few large files go (nginx's big.bin copies, CallFS's blobs of them: a run
+        # left 4.7 GB, and repeated runs filled the disk): deleting the many small ones would
+        # slow file creation on this disk for minutes (see the module docstring).
+        for path in work.rglob("*"):
+            if path.is_file() and path.stat().st_size >= args.big_mib * 1024 * 1024:
+                path.unlink()
     table = summarize(rounds)
 
     print(f"\nCallFS (gunicorn, {layout}) vs nginx WebDAV, "
