@@ -143,6 +143,7 @@ class PollingThreadWorker(ThreadWorker):
                 if sock is not None:
                     conn = TConn(self.cfg, sock, client, listener.getsockname())
                     conn.callfs_head = None  # a request head still arriving: a bytearray
+                    conn.callfs_collects_heads = self._collects_heads(conn)
                     # gthread gives a silent new connection its data wait plus a keep-alive.
                     conn.timeout = (time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
                                     + self.cfg.keepalive)
@@ -181,8 +182,8 @@ class PollingThreadWorker(ThreadWorker):
         self._rearm(fd, conn)
 
     def _collects_heads(self, conn: TConn) -> bool:
-        """Plain HTTP/1: TLS records, a PROXY protocol header and an HTTP/2 preface are read by
-        the connection's own set-up in gunicorn, which blocks."""
+        """Plain HTTP/1 (decided once per connection): TLS records, a PROXY protocol header and
+        an HTTP/2 preface are read by the connection's own set-up in gunicorn, which blocks."""
         return not (self.cfg.is_ssl or self.cfg.proxy_protocol != "off"
                     or negotiation.prior_knowledge_allowed(self.cfg, conn.client))
 
@@ -190,7 +191,7 @@ class PollingThreadWorker(ThreadWorker):
         """Is a request there to serve? If not, the connection is back in the poll set (or
         closed, at the client's end of file) and holds no thread: a client sending its request
         head a byte at a time (slowloris) or a stale wake-up for a reused descriptor."""
-        if not self._collects_heads(conn):
+        if not conn.callfs_collects_heads:
             if _readable(conn.sock):
                 return True
             self._rearm(fd, conn)
@@ -214,7 +215,7 @@ class PollingThreadWorker(ThreadWorker):
         """After a keep-alive response: is the next request already here, read ahead with the
         last one (pipelining, a body drain) or decrypted ahead by TLS? A plain-HTTP head that
         is only partly here waits in the poll set like any other."""
-        if not self._collects_heads(conn):
+        if not conn.callfs_collects_heads:
             if conn.parser.unreader.buf.getvalue():
                 return True
             pending = getattr(conn.sock, "pending", None)  # ssl.SSLSocket

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -39,3 +41,12 @@ def stored_blobs(data_dir: Path) -> set[str]:
     if not blobs.exists():
         return set()
     return {p.name for p in blobs.rglob("*") if p.is_file() and p.stat().st_size}
+
+
+def run_in_threads(*jobs: Callable[[], object], timeout: float | None = None) -> None:
+    """Start every job in a thread of its own at once, then wait for all of them."""
+    threads = [threading.Thread(target=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from functools import partial
 
 import pytest
 from django.db.utils import ConnectionHandler, OperationalError
 
 from callfs_site.config import load_config
 from callfs_site.sqlite import base as sqlite_backend
+from tests.helpers import run_in_threads
 
 
 @pytest.fixture(params=["plain", "with CALLFS_DB_METRICS"])
@@ -78,11 +80,7 @@ def test_concurrent_writers_all_commit(open_connection):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*(partial(writer, i) for i in range(8)))
     assert errors == []
     assert count(open_connection()) == 200
 

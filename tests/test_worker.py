@@ -11,12 +11,13 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_in_threads
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,12 +300,7 @@ def test_broken_tls_handshakes_leave_the_worker_whole(start, tls_options):
         except (OSError, AssertionError) as exc:
             failures.append(repr(exc))
 
-    threads = [threading.Thread(target=hang_ups) for _ in range(2)]
-    threads += [threading.Thread(target=requests) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(hang_ups, hang_ups, requests, requests)
     assert failures == []
     assert server.connect(tls=True).request("/after").startswith(b"ok /after")
     started = time.monotonic()
@@ -384,9 +380,5 @@ def test_many_clients_at_once(start):
         except OSError as exc:
             failures.append(repr(exc))
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*(partial(client, n) for n in range(16)))
     assert failures == []

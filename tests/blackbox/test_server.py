@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.blackbox.conftest import Server, rss_bytes
+from tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.blackbox
 
@@ -440,11 +442,7 @@ def _run_concurrently(count: int, work) -> list:
         except BaseException as exc:  # reported by the caller
             results[index] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
+    run_in_threads(*(partial(run, i) for i in range(count)), timeout=90)
     return results
 
 
@@ -716,11 +714,7 @@ def test_busy_keep_alive_connections_are_all_served(server: Server):
             if response.status_code != 200 or response.content != body:
                 failures.append(f"{response.status_code} {len(response.content)}")
 
-    threads = [threading.Thread(target=client) for _ in range(12)]  # 2 workers x 4 threads
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*[client] * 12)  # 2 workers x 2 threads, three times over
     assert failures == []
     assert len(slowest) == 12 * 40
     assert max(slowest) < 5, max(slowest)  # no connection starves behind another

@@ -6,13 +6,13 @@ import hashlib
 import json
 import os
 import secrets
-import threading
 import time
+from functools import partial
 
 import pytest
 import requests
 
-from tests.helpers import stored_blobs
+from tests.helpers import run_in_threads, stored_blobs
 
 pytestmark = pytest.mark.cluster
 
@@ -122,11 +122,7 @@ def test_concurrent_puts_through_three_nodes_end_with_one_writers_bytes(cluster)
         response = cluster.session().put(cluster.url(index % 3, "race.bin"), data=bodies[index])
         statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*(partial(writer, i) for i in range(len(bodies))))
     assert sorted(set(statuses)) <= [200, 201], statuses
     final = {get(cluster, node, "race.bin").content for node in (0, 1, 2)}
     assert len(final) == 1

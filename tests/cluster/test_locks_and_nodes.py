@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from functools import partial
 from io import StringIO
 
 import pytest
@@ -15,7 +16,7 @@ from cluster.exceptions import LockTimeout, ServiceUnavailable
 from cluster.locks import distributed_lock
 from cluster.models import Node
 from cluster.services import register_node
-from tests.helpers import assert_error, upload
+from tests.helpers import assert_error, run_in_threads, upload
 
 REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache",
                "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1,
@@ -77,12 +78,7 @@ def test_several_names_at_once_do_not_deadlock(lock_backend):
         except Exception as exc:  # pragma: no cover - the assertion below reports it
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=("/a", "/b")),
-               threading.Thread(target=worker, args=("/b", "/a"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(partial(worker, "/a", "/b"), partial(worker, "/b", "/a"))
     assert errors == []
 
 

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from links import services, throttling
 from links.models import DownloadLink
-from tests.helpers import assert_error, body_of, upload
+from tests.helpers import assert_error, body_of, run_in_threads, upload
 
 EXPIRES = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z\Z")
 RECORD_KEYS = ["id", "path", "created_by", "created_at", "expires_at", "used_at", "revoked_at",
@@ -700,11 +700,7 @@ def test_fifty_concurrent_downloads_exactly_one_wins(make_user, client_for):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=contend) for _ in range(contenders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_in_threads(*[contend] * contenders, timeout=60)
 
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] + [410] * (contenders - 1), statuses
