@@ -21,6 +21,7 @@ gthread's own code.
 
 from __future__ import annotations
 
+import collections
 import errno
 import select
 import socket
@@ -28,6 +29,7 @@ import threading
 import time
 
 from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, MAX_REQUEST_LINE
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http2 import negotiation
 from gunicorn.workers import base
 from gunicorn.workers.gthread import (
@@ -239,7 +241,10 @@ class PollingThreadWorker(ThreadWorker):
             return False
         conn.callfs_head = None
         conn.init()  # plain HTTP: makes the parser (once), which reads these bytes first
-        conn.parser.unreader.unread(bytes(head))
+        unreader = conn.parser.unreader
+        if not isinstance(unreader, CollectedHeadUnreader):
+            unreader = conn.parser.unreader = CollectedHeadUnreader(conn.sock)
+        unreader.collected(head)
         return True
 
     def _rearm(self, fd: int, conn: TConn) -> None:
@@ -285,6 +290,32 @@ class PollingThreadWorker(ThreadWorker):
             conn.close()
 
 
+class CollectedHeadUnreader(SocketUnreader):
+    """gunicorn's socket reader, giving out a head collected in the poll set before reading the
+    socket, in the pieces recv() would have returned. The parser measures a head only after each
+    further read: an oversized head handed over in one piece would have it wait on the socket
+    for bytes the client never sends, instead of refusing it."""
+
+    def __init__(self, sock):
+        super().__init__(sock)
+        self._collected: collections.deque[bytes] = collections.deque()
+
+    def collected(self, head: bytearray) -> None:
+        view = memoryview(head)
+        self._collected.extend(bytes(view[start:start + self.mxchunk])
+                               for start in range(0, len(view), self.mxchunk))
+
+    def chunk(self, size_hint=None):
+        if self._collected:
+            return self._collected.popleft()
+        return super().chunk(size_hint)
+
+    def take_buffered(self):
+        ahead = super().take_buffered() + b"".join(self._collected)
+        self._collected.clear()
+        return ahead
+
+
 def _readable(sock) -> bool:
     poller = select.poll()  # not select(): descriptors past 1023 are common here
     try:
@@ -295,12 +326,14 @@ def _readable(sock) -> bool:
 
 
 def _head_limit(cfg) -> int:
-    """The longest request head gunicorn's parser may accept under `cfg` (request line, headers,
-    blank line): a longer one it refuses as soon as it has read that much."""
+    """A request head this long is past what gunicorn's parser accepts under `cfg` (request
+    line, its CRLF, the header buffer, and an empty line it skips before the request line): the
+    parser refuses it once it has read that much."""
     line = cfg.limit_request_line
     line = MAX_REQUEST_LINE if line < 0 or line >= MAX_REQUEST_LINE else line or 1024 * 1024
     fields = cfg.limit_request_fields
     fields = fields if 0 < fields <= MAX_HEADERS else MAX_HEADERS
     field_size = cfg.limit_request_field_size
     field_size = field_size if field_size > 0 else DEFAULT_MAX_HEADERFIELD_SIZE
-    return line + 2 + fields * (field_size + 2) + 4
+    header_buffer = fields * (field_size + 2) + 4  # the parser's max_buffer_headers
+    return 2 + line + 2 + header_buffer + 1

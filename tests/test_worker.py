@@ -6,6 +6,7 @@ silent clients, pipelining, the connection cap, idle timeouts and the graceful s
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import socket
 import ssl
@@ -220,14 +221,28 @@ def test_a_partial_next_request_read_ahead_holds_no_thread(start):
         assert sock.receive()[2].startswith(b"ok /second ")
 
 
-def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start):
+OVERSIZED_HEADS = {
+    # 9 KiB of header lines and no blank line: past 2 fields of 100 bytes and the request line
+    "headers": b"GET /big HTTP/1.1\r\n" + (b"X-Pad: " + b"p" * 83 + b"\r\n") * 100,
+    "request line": b"GET /" + b"a" * 9000,  # and no line end
+}
+
+
+@pytest.mark.parametrize("arrival", ["at once", "in pieces"])
+@pytest.mark.parametrize("kind", OVERSIZED_HEADS)
+def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start, kind, arrival):
+    """Whether the collected head reaches the parser in one read or in several, the parser sees
+    it in the pieces a socket would give and refuses it without waiting for bytes never sent."""
     server = start("--limit-request-fields", "2", "--limit-request-field_size", "100")
     sock = server.connect()
-    sock.sock.sendall(b"GET /big HTTP/1.1\r\n")
-    for _ in range(100):  # 9 KiB of header lines, and no blank line
-        sock.sock.sendall(b"X-Pad: " + b"p" * 83 + b"\r\n")
+    head = OVERSIZED_HEADS[kind]
+    step = len(head) if arrival == "at once" else 92
+    for offset in range(0, len(head), step):
+        sock.sock.sendall(head[offset:offset + step])
+    sock.sock.settimeout(5)
     status, _, _ = sock.receive()
-    assert status.startswith("HTTP/1.1 431"), status  # Request Header Fields Too Large
+    expected = "431" if kind == "headers" else "414"  # Header Fields Too Large / URI Too Long
+    assert status.startswith(f"HTTP/1.1 {expected}"), status
 
 
 def test_a_request_head_that_never_completes_is_closed(start):
@@ -315,6 +330,18 @@ def test_unread_body_is_drained_before_the_next_request(start):
     sock.send("/ignores-body", b"x" * 50_000)  # gunicorn drains up to 64 KiB, then closes
     assert sock.receive()[2].startswith(b"ok /ignores-body")
     assert sock.request("/echo", b"y" * 10) == b"10"
+
+
+def test_a_body_read_in_with_its_head_reaches_the_app_whole_and_in_order(start):
+    """The head collector's first read takes up to 64 KiB: the body bytes it takes along are
+    given to the app before the rest from the socket, and a pipelined request after them."""
+    server = start()
+    sock = server.connect()
+    body = b"".join(n.to_bytes(4, "big") for n in range(25_600))  # 100 KiB, a counter
+    sock.sock.sendall(f"POST /digest HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n"
+                      f"\r\n".encode() + body + b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert sock.receive()[2] == hashlib.sha256(body).hexdigest().encode()
+    assert sock.receive()[2].startswith(b"ok /after ")
 
 
 def test_client_closing_mid_request_costs_nothing(start):

@@ -1,8 +1,10 @@
 """A bare WSGI app for tests/test_worker.py: the worker's behaviour without Django's cost.
 
-GET /slow?seconds=S sleeps, GET /echo answers the request's body length, anything else "ok".
+GET /slow?seconds=S sleeps, /echo answers the request body's length and /digest its SHA-256,
+anything else "ok".
 """
 
+import hashlib
 import os
 import time
 from urllib.parse import parse_qs
@@ -14,6 +16,8 @@ def app(environ, start_response):
         time.sleep(float(parse_qs(environ["QUERY_STRING"]).get("seconds", ["1"])[0]))
     if path == "/echo":
         body = str(len(environ["wsgi.input"].read())).encode()
+    elif path == "/digest":
+        body = hashlib.sha256(environ["wsgi.input"].read()).hexdigest().encode()
     else:
         body = f"ok {path} {os.getpid()}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
