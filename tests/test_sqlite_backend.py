@@ -167,6 +167,9 @@ def test_a_failed_wal_flush_stops_the_process_instead_of_answering(open_connecti
     assert stopped == [True]
 
 
+NEVER = float("-inf")  # as _last_checkpoint starts: 0.0 is recent on a machine just booted
+
+
 def checkpointed_rows(connection) -> int:
     """Rows in the database file itself, ignoring the WAL (immutable=1 reads only the file)."""
     with sqlite3.connect(f"file:{connection.settings_dict['NAME']}?immutable=1",
@@ -187,7 +190,7 @@ def test_wal_mode_with_checkpoints_after_commits_not_inside_them(open_connection
     monkeypatch.setattr(sqlite_backend, "_last_checkpoint", time.monotonic())
     write(connection, "in the wal")
     assert checkpointed_rows(connection) == 0
-    monkeypatch.setattr(sqlite_backend, "_last_checkpoint", 0.0)
+    monkeypatch.setattr(sqlite_backend, "_last_checkpoint", NEVER)
     write(connection, "and both copied")
     assert checkpointed_rows(connection) == 2
 
@@ -198,6 +201,6 @@ def test_writes_outside_transactions_also_get_checkpointed(open_connection, monk
     connection = open_connection()
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        monkeypatch.setattr(sqlite_backend, "_last_checkpoint", 0.0)
+        monkeypatch.setattr(sqlite_backend, "_last_checkpoint", NEVER)
         cursor.execute("INSERT INTO item (name) VALUES (%s)", ["heartbeat"])
     assert checkpointed_rows(connection) == 1

@@ -43,7 +43,10 @@ WAIT_SECONDS = 30  # as long as SQLite's own busy timeout (callfs_site.config)
 _POLL_FIRST, _POLL_MAX = 0.0001, 0.001
 CHECKPOINT_SECONDS = 1.0
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA wal_autocheckpoint=0")
-_last_checkpoint = 0.0  # per process: one passive checkpoint a second is plenty
+# Per process: one passive checkpoint a second is plenty. It starts at -inf, not 0.0: the
+# monotonic clock counts from boot, so 0.0 would put off the first checkpoint on a machine up
+# for less than CHECKPOINT_SECONDS.
+_last_checkpoint = float("-inf")
 
 
 def _stop_process() -> None:
