@@ -74,7 +74,7 @@ class PollingThreadWorker(ThreadWorker):
 
     def run(self):
         self._listeners = {listener.fileno(): listener for listener in self.sockets}
-        self._head_limit = _head_limit(self.cfg)
+        self._line_limit, self._head_limit = _head_limits(self.cfg)
         for fd, listener in self._listeners.items():
             listener.setblocking(False)
             self.epoll.register(fd, DISARMED)
@@ -226,18 +226,16 @@ class PollingThreadWorker(ThreadWorker):
         return bool(ahead) and self._head_complete(conn, ahead)
 
     def _head_complete(self, conn: TConn, data: bytes) -> bool:
-        """Add bytes to the head being collected. Once it is whole, or as long as gunicorn's
-        parser would ever take (it then refuses it at once, without waiting for more), it goes
-        to the parser and True is returned; until then it stays with the connection."""
+        """Add bytes to the head being collected. Once it is whole, or past what gunicorn's
+        parser accepts (which it then refuses at once, without waiting for more), it goes to
+        the parser and True is returned; until then it stays with the connection."""
         head = conn.callfs_head
         if not head:
             conn.callfs_head = head = bytearray()
             conn.timeout = time.monotonic() + self.head_seconds
         seen = len(head)
         head += data
-        if (head.find(b"\r\n\r\n", max(seen - 3, 0)) < 0
-                and head.find(b"\n\n", max(seen - 1, 0)) < 0
-                and len(head) < self._head_limit):
+        if not self._head_ready(head, seen):
             return False
         conn.callfs_head = None
         conn.init()  # plain HTTP: makes the parser (once), which reads these bytes first
@@ -246,6 +244,16 @@ class PollingThreadWorker(ThreadWorker):
             unreader = conn.parser.unreader = CollectedHeadUnreader(conn.sock)
         unreader.collected(head)
         return True
+
+    def _head_ready(self, head: bytearray, seen: int) -> bool:
+        """Is the head whole (its blank line is in what arrived after the first `seen` bytes),
+        or past the request line's limit or the whole head's?"""
+        if (head.find(b"\r\n\r\n", max(seen - 3, 0)) >= 0
+                or head.find(b"\n\n", max(seen - 1, 0)) >= 0
+                or len(head) >= self._head_limit):
+            return True
+        # The request line may follow one empty line (RFC 9112 2.2): its end is sought after it.
+        return len(head) > self._line_limit and head.find(b"\n", 2, self._line_limit) < 0
 
     def _rearm(self, fd: int, conn: TConn) -> None:
         """Back into the poll set, to wait for its next bytes until conn.timeout."""
@@ -325,10 +333,10 @@ def _readable(sock) -> bool:
         return True
 
 
-def _head_limit(cfg) -> int:
-    """A request head this long is past what gunicorn's parser accepts under `cfg` (request
-    line, its CRLF, the header buffer, and an empty line it skips before the request line): the
-    parser refuses it once it has read that much."""
+def _head_limits(cfg) -> tuple[int, int]:
+    """Past these lengths gunicorn's parser refuses a request head under `cfg` as soon as it has
+    read that much: a first line with no end yet (an empty line it skips before the request
+    line, the request line, its CRLF), and a whole head (the same, then the header buffer)."""
     line = cfg.limit_request_line
     line = MAX_REQUEST_LINE if line < 0 or line >= MAX_REQUEST_LINE else line or 1024 * 1024
     fields = cfg.limit_request_fields
@@ -336,4 +344,5 @@ def _head_limit(cfg) -> int:
     field_size = cfg.limit_request_field_size
     field_size = field_size if field_size > 0 else DEFAULT_MAX_HEADERFIELD_SIZE
     header_buffer = fields * (field_size + 2) + 4  # the parser's max_buffer_headers
-    return 2 + line + 2 + header_buffer + 1
+    first_line = 2 + line + 2
+    return first_line, first_line + header_buffer + 1
