@@ -309,6 +309,9 @@ class CollectedHeadUnreader(SocketUnreader):
         self._collected: collections.deque[bytes] = collections.deque()
 
     def collected(self, head: bytearray) -> None:
+        if len(head) <= self.mxchunk:  # nearly every head
+            self._collected.append(bytes(head))
+            return
         view = memoryview(head)
         self._collected.extend(bytes(view[start:start + self.mxchunk])
                                for start in range(0, len(view), self.mxchunk))
