@@ -242,7 +242,7 @@ class PollingThreadWorker(ThreadWorker):
         unreader = conn.parser.unreader
         if not isinstance(unreader, CollectedHeadUnreader):
             unreader = conn.parser.unreader = CollectedHeadUnreader(conn.sock)
-        unreader.collected(head)
+        unreader.add_collected(head)
         return True
 
     def _head_ready(self, head: bytearray, seen: int) -> bool:
@@ -308,7 +308,7 @@ class CollectedHeadUnreader(SocketUnreader):
         super().__init__(sock)
         self._collected: collections.deque[bytes] = collections.deque()
 
-    def collected(self, head: bytearray) -> None:
+    def add_collected(self, head: bytearray) -> None:
         if len(head) <= self.mxchunk:  # nearly every head
             self._collected.append(bytes(head))
             return
