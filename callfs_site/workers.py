@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import collections
 import errno
+import json
 import select
 import socket
 import threading
 import time
 
+from gunicorn import util
 from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, MAX_REQUEST_LINE
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http2 import negotiation
@@ -48,6 +50,11 @@ HOUSEKEEPING_SECONDS = 0.5
 # the head. A head has HEAD_SECONDS to arrive in full.
 HEAD_READ_BYTES = 64 * 1024
 HEAD_SECONDS = 30.0
+# The API's error codes for the requests gunicorn refuses before the application sees them.
+REFUSAL_CODES = {
+    400: "INVALID_REQUEST", 403: "PERMISSION_DENIED", 414: "URI_TOO_LONG",
+    417: "EXPECTATION_FAILED", 431: "HEADERS_TOO_LARGE", 501: "NOT_IMPLEMENTED",
+}
 
 
 class PollingThreadWorker(ThreadWorker):
@@ -56,6 +63,11 @@ class PollingThreadWorker(ThreadWorker):
     head_seconds = HEAD_SECONDS
 
     def init_process(self):
+        # gunicorn's handle_error, which maps its parser's exceptions to a status, sends the
+        # answer through util.write_error and nothing else does: swapped here, every refusal
+        # of a malformed or oversized request (400, 414, 431...) is in the API's JSON shape
+        # instead of gunicorn's HTML page.
+        util.write_error = write_json_error
         self.epoll = select.epoll()
         self.conns: dict[int, TConn] = {}  # every open client connection, by descriptor
         # The connections armed in the set and owned by no thread (gthread's name: its
@@ -349,3 +361,18 @@ def _head_limits(cfg) -> tuple[int, int]:
     header_buffer = fields * (field_size + 2) + 4  # the parser's max_buffer_headers
     first_line = 2 + line + 2
     return first_line, first_line + header_buffer + 1
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's `util.write_error` in the API's error shape, `{"code", "message"}`; a 500's
+    text is the API's fixed one (it never shows internals)."""
+    if status_int in REFUSAL_CODES:
+        code, message = REFUSAL_CODES[status_int], mesg or reason
+    elif status_int < 500:
+        code, message = "INVALID_REQUEST", mesg or reason
+    else:
+        code, message = "INTERNAL_ERROR", "an internal error occurred"
+    body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)

@@ -7,6 +7,7 @@ silent clients, pipelining, the connection cap, idle timeouts and the graceful s
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import socket
 import ssl
@@ -242,9 +243,30 @@ def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start, kind, ar
     for offset in range(0, len(head), step):
         sock.sock.sendall(head[offset:offset + step])
     sock.sock.settimeout(5)
-    status, _, _ = sock.receive()
-    expected = "431" if kind == "headers" else "414"  # Header Fields Too Large / URI Too Long
+    status, headers, body = sock.receive()
+    expected, code = ("431", "HEADERS_TOO_LARGE") if kind == "headers" else ("414", "URI_TOO_LONG")
     assert status.startswith(f"HTTP/1.1 {expected}"), status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["code"] == code
+
+
+@pytest.mark.parametrize("head", [
+    b"GET\r\n\r\n",  # no target, no version
+    b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",  # a space in a field name
+    b"GET / HTTP/9.9\r\nHost: t\r\n\r\n",
+])
+def test_a_malformed_request_is_refused_in_the_apis_error_shape(start, head):
+    """gunicorn refuses these before the application runs; the answer is still the API's
+    `{"code", "message"}`, not gunicorn's HTML page, and the connection is closed."""
+    sock = start().connect()
+    sock.sock.sendall(head)
+    sock.sock.settimeout(5)
+    status, headers, body = sock.receive()
+    assert status.startswith("HTTP/1.1 400"), status
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)
+    assert error["code"] == "INVALID_REQUEST" and error["message"], error
+    assert sock.closed_by_server(5)
 
 
 def test_a_request_head_that_never_completes_is_closed(start):
