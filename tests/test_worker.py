@@ -94,6 +94,7 @@ class Gunicorn:
     def __init__(self, tmp_path: Path, *options: str, conf: str = ""):
         self.port = free_port()
         self.tls = "--certfile" in options
+        self.crashes_expected = False  # else a traceback in the log fails the test
         self.log_path = tmp_path / "gunicorn.log"
         empty_conf = tmp_path / "test.conf.py"  # not the project's gunicorn.conf.py
         empty_conf.write_text(conf)
@@ -145,7 +146,8 @@ def start(tmp_path):
     yield start
     for server in started:
         server.stop()
-        assert "Traceback" not in server.log(), server.log()
+        if not server.crashes_expected:
+            assert "Traceback" not in server.log(), server.log()
 
 
 def test_keep_alive_connections_outnumbering_threads_are_all_served(start):
@@ -267,6 +269,21 @@ def test_a_malformed_request_is_refused_in_the_apis_error_shape(start, head):
     error = json.loads(body)
     assert error["code"] == "INVALID_REQUEST" and error["message"], error
     assert sock.closed_by_server(5)
+
+
+def test_an_application_crash_is_a_500_in_the_apis_error_shape_without_internals(start):
+    """The client gets the fixed text; the operator gets the traceback in the log."""
+    server = start()
+    server.crashes_expected = True
+    sock = server.connect()
+    sock.send("/crash")
+    sock.sock.settimeout(5)
+    status, headers, body = sock.receive()
+    assert status.startswith("HTTP/1.1 500"), status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"code": "INTERNAL_ERROR", "message": "an internal error occurred"}
+    server.stop()
+    assert "secret-internal-detail" in server.log()
 
 
 def test_a_request_head_that_never_completes_is_closed(start):

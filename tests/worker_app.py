@@ -1,7 +1,7 @@
 """A bare WSGI app for tests/test_worker.py: the worker's behaviour without Django's cost.
 
 GET /slow?seconds=S sleeps, /echo answers the request body's length and /digest its SHA-256,
-anything else "ok".
+/crash raises (with a secret in the error), anything else "ok".
 """
 
 import hashlib
@@ -14,6 +14,8 @@ def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/slow":
         time.sleep(float(parse_qs(environ["QUERY_STRING"]).get("seconds", ["1"])[0]))
+    if path == "/crash":
+        raise RuntimeError("secret-internal-detail")
     if path == "/echo":
         body = str(len(environ["wsgi.input"].read())).encode()
     elif path == "/digest":
