@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import json
 import select
 import socket
 import threading
@@ -41,6 +40,8 @@ from gunicorn.workers.gthread import (
     ThreadWorker,
 )
 
+from callfs_site.errors import CallFSError, InvalidRequest, PermissionDenied, render_error
+
 ARMED = select.EPOLLIN | select.EPOLLONESHOT
 DISARMED = 0
 # How often the main thread beats the heartbeat and closes expired idle connections.
@@ -52,7 +53,7 @@ HEAD_READ_BYTES = 64 * 1024
 HEAD_SECONDS = 30.0
 # The API's error codes for the requests gunicorn refuses before the application sees them.
 REFUSAL_CODES = {
-    400: "INVALID_REQUEST", 403: "PERMISSION_DENIED", 414: "URI_TOO_LONG",
+    400: InvalidRequest.default_code, 403: PermissionDenied.default_code, 414: "URI_TOO_LONG",
     417: "EXPECTATION_FAILED", 431: "HEADERS_TOO_LARGE", 501: "NOT_IMPLEMENTED",
 }
 
@@ -367,12 +368,11 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's `util.write_error` in the API's error shape, `{"code", "message"}`; a 500's
     text is the API's fixed one (it never shows internals)."""
     if status_int in REFUSAL_CODES:
-        code, message = REFUSAL_CODES[status_int], mesg or reason
+        body = render_error(REFUSAL_CODES[status_int], mesg or reason)
     elif status_int < 500:
-        code, message = "INVALID_REQUEST", mesg or reason
+        body = render_error(InvalidRequest.default_code, mesg or reason)
     else:
-        code, message = "INTERNAL_ERROR", "an internal error occurred"
-    body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
+        body = render_error(CallFSError.default_code, CallFSError.default_detail)
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
