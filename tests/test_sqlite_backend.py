@@ -204,3 +204,19 @@ def test_writes_outside_transactions_also_get_checkpointed(open_connection, monk
         monkeypatch.setattr(sqlite_backend, "_last_checkpoint", NEVER)
         cursor.execute("INSERT INTO item (name) VALUES (%s)", ["heartbeat"])
     assert checkpointed_rows(connection) == 1
+
+
+def test_placeholders_convert_the_same_when_the_statement_is_kept(open_connection):
+    """The memoised %s -> ? conversion: literal %% stays one %, named parameters and long
+    statements take Django's own path, and a kept statement gives the same answer again."""
+    connection = open_connection()
+    with connection.cursor() as cursor:
+        for _ in range(2):
+            cursor.execute("SELECT %s, '100%%'", [7])
+            assert cursor.fetchone() == (7, "100%")
+        cursor.execute("SELECT %(n)s, '5%%'", {"n": 3})
+        assert cursor.fetchone() == (3, "5%")
+        many = ", ".join(["%s"] * 2000)  # past the length that is kept
+        cursor.execute(f"SELECT COUNT(*) FROM item WHERE id IN ({many})", list(range(2000)))
+        assert cursor.fetchone() == (0,)
+    assert sqlite_backend._qmark_query.cache_info().hits >= 1

@@ -19,6 +19,9 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
 * **Writes outside a transaction are flushed too.** A statement that changed rows in autocommit
   mode (no `transaction.atomic()`: an admin's revocation, say) fsyncs the WAL before it returns,
   like a commit.
+* **Placeholders are converted once per statement text.** Django rewrites every query's `%s`
+  to SQLite's `?` with a regular expression, on every execution; the same few statements run
+  for every request, so their converted text is kept (9 µs per query, in process).
 * **Checkpoints run outside the lock too.** SQLite's automatic checkpoint runs inside the commit
   that crosses 1,000 pages, i.e. while that writer holds the lock, and every other writer waited
   for it (the 300 ms p99 of small uploads). It is off; instead, after a commit, a passive
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import time
@@ -47,6 +51,8 @@ PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA wal_a
 # monotonic clock counts from boot, so 0.0 would put off the first checkpoint on a machine up
 # for less than CHECKPOINT_SECONDS.
 _last_checkpoint = float("-inf")
+# Statements longer than this (a bulk IN list, say) are converted every time, not kept.
+_CACHED_QUERY_CHARS = 4096
 
 
 def _stop_process() -> None:
@@ -69,6 +75,11 @@ class DurableCursor(base.SQLiteCursorWrapper):
 
     flush_wal = None  # DatabaseWrapper._make_durable, set by DatabaseWrapper.create_cursor
     _changes = 0
+
+    def convert_query(self, query, *, param_names=None):
+        if param_names is None and len(query) <= _CACHED_QUERY_CHARS:
+            return _qmark_query(query)
+        return super().convert_query(query, param_names=param_names)
 
     def execute(self, query, params=None):
         self._changes = self.connection.total_changes
@@ -106,6 +117,12 @@ class DurableCursor(base.SQLiteCursorWrapper):
         if not connection.in_transaction and connection.total_changes != self._changes:
             self._changes = connection.total_changes
             self.flush_wal()
+
+
+@functools.lru_cache(maxsize=512)
+def _qmark_query(query: str) -> str:
+    """Django's "format" to "qmark" conversion (SQLiteCursorWrapper.convert_query), memoised."""
+    return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
