@@ -67,6 +67,16 @@ ROUTE_LABELS = {
 }
 
 
+# Any other method shares one label: a client inventing method names (gunicorn passes every
+# token through) must not add a time series per name to every worker's samples and every scrape.
+METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+
+def method_label(method: str) -> str:
+    return method if method in METHOD_LABELS else OTHER_METHOD
+
+
 def route_label(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:

@@ -15,7 +15,14 @@ from django.middleware import csrf
 from django.urls import get_script_prefix, reverse
 
 from callfs_site.logs import request_id
-from callfs_site.metrics import BYTES_IN, BYTES_OUT, HTTP_DURATION, HTTP_REQUESTS, route_label
+from callfs_site.metrics import (
+    BYTES_IN,
+    BYTES_OUT,
+    HTTP_DURATION,
+    HTTP_REQUESTS,
+    method_label,
+    route_label,
+)
 
 logger = logging.getLogger("callfs.request")
 
@@ -59,9 +66,9 @@ class RequestContextMiddleware:
         if request.is_secure():
             response["Strict-Transport-Security"] = HSTS
         elapsed = time.perf_counter() - started
-        route = route_label(request)
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_DURATION.labels(request.method, route).observe(elapsed)
+        route, method = route_label(request), method_label(request.method)
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        HTTP_DURATION.labels(method, route).observe(elapsed)
         bytes_in = _length(request.META.get("CONTENT_LENGTH"))
         bytes_out = _length(response.get("Content-Length")) if request.method != "HEAD" else 0
         if bytes_in:

@@ -449,6 +449,23 @@ def test_metrics_counts_requests(auth_client):
     assert re.search(r'^callfs_http_requests_total\{[^}]*\} [0-9.e+]+$', text, re.M)
 
 
+def test_invented_methods_share_one_metrics_label(auth_client):
+    """Every method name a client makes up would otherwise be a new series in every worker."""
+    series = 'callfs_http_requests_total{method="OTHER",path="/v1/files/*",status_code="405"}'
+
+    def count() -> tuple[float, str]:
+        text = body_of(auth_client.get("/metrics")).decode()
+        found = re.search(rf"^{re.escape(series)} ([0-9.e+]+)$", text, re.M)
+        return (float(found.group(1)) if found else 0.0), text
+
+    before, _ = count()
+    for method in ("FOOA", "FOOB"):
+        assert auth_client.generic(method, "/v1/files/").status_code == 405
+    after, text = count()
+    assert after == before + 2
+    assert "FOOA" not in text and "FOOB" not in text
+
+
 @pytest.mark.parametrize("url", ["/v1/internal/shards/abc/0", "/v1/internal/raft/join",
                                  "/v1/internal/raft/metadata/apply", "/v1/internal"])
 def test_internal_endpoints_refuse_api_keys(auth_client, api_client, settings, url):
