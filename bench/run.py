@@ -6,7 +6,9 @@ For CallFS it also samples the gunicorn workers' RSS during the large transfers.
 deleted between phases (this disk creates files very slowly for minutes after mass deletes);
 a file-creation probe before each phase reports when the disk was slow. Before each server's
 phases the disk is synced (and the wait reported), so writeback left by earlier phases does not
-stall the next one's fsyncs.
+stall the next one's fsyncs. Each round also measures small GETs of a bare WSGI app
+(tests/worker_app.py) under the same gunicorn settings: how fast this host runs Python serving,
+so runs on different hosts can be compared.
 
     python bench/run.py [--rounds 3] [--duration 8] [--big-mib 1024] [--list-entries 10000]
 """
@@ -40,6 +42,8 @@ KEY = "bench-api-key-0123456789abcdef"
 SMALL = b"0123456789abcdef" * 256  # 4 KiB
 SMALL_FILES = 1000
 CONNECTIONS = 16
+# tests/worker_app.py under CallFS's gunicorn settings: what this host gives Python serving.
+BASELINE = "bare-wsgi"
 
 
 def free_port() -> int:
@@ -102,7 +106,8 @@ class CallFS(Server):
 
     def __init__(self, work: Path, workers: int | None, threads: int | None,
                  database_url: str | None,
-                 extra_env: dict[str, str] | None = None, name: str = "callfs"):
+                 extra_env: dict[str, str] | None = None, name: str = "callfs",
+                 app: str | None = None):
         self.name = name
         work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -125,7 +130,9 @@ class CallFS(Server):
         subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env,
                        check=True, stdout=subprocess.DEVNULL)
         self.log = open(work / "gunicorn.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([python, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        # `app` replaces gunicorn.conf.py's wsgi_app (the host baseline's bare WSGI app).
+        self.proc = subprocess.Popen([python, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                                      *([app] if app else [])],
                                      cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
         wait_http(self.base + "/health")
 
@@ -204,6 +211,13 @@ http {{
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def rss_kib(pid: int) -> int:
@@ -356,8 +370,13 @@ def curl_transfer(server: Server, method: str, path: str, big: Path) -> tuple[fl
     return big.stat().st_size / seconds / 1e6, seconds
 
 
-def run_round(servers: list[Server], args, work: Path, big: Path, round_no: int) -> dict:
+def run_round(servers: list[Server], baseline: Server, args, work: Path, big: Path,
+              round_no: int) -> dict:
     results: dict[str, dict] = {s.name: {} for s in servers}
+    # The host's speed for Python serving, in the same round: one host ran CallFS's small GETs
+    # at half the rate of another while nginx's did not change (BENCHMARKS.md).
+    results[baseline.name] = {"get": wrk(baseline, "get.lua", args.duration,
+                                         {"BENCH_PREFIX": "/", "BENCH_METHOD": "GET"})}
     probe_dir = work / "probe"
     for server in servers:
         r = results[server.name]
@@ -460,7 +479,10 @@ def summarize(rounds: list[dict]) -> dict:
         ours, theirs = med("callfs", *keys), med("nginx", *keys)
         table[label] = {"callfs": ours, "nginx": theirs,
                         "ratio": (ours / theirs) if theirs else None}
-    errors = sum(r[s][k]["errors"] for r in rounds for s in r for k in ("get", "head", "put"))
+    table["bare WSGI app GET ops/s (host)"] = {
+        "callfs": med(BASELINE, "get", "ops"), "nginx": None, "ratio": None}
+    errors = sum(r[s][k]["errors"] for r in rounds for s in ("callfs", "nginx")
+                 for k in ("get", "head", "put"))
     table["non-2xx responses (all rounds)"] = {"callfs": errors, "nginx": 0, "ratio": None}
     return table
 
@@ -501,12 +523,14 @@ def main() -> int:
             out.write(os.urandom(1024 * 1024))
     servers: list[Server] = []
     try:
-        servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work)]
+        servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work),
+                   CallFS(work / "baseline", args.workers, args.threads, None,
+                          name=BASELINE, app="bench.baseline_app:app")]
         layout = (f"{len(servers[0].worker_pids())} workers x "
                   f"{args.threads or os.environ.get('CALLFS_THREADS', 2)} threads")
         rounds = []
         for round_no in range(args.rounds):
-            rounds.append(run_round(servers, args, work, big, round_no))
+            rounds.append(run_round(servers[:2], servers[2], args, work, big, round_no))
         for server in servers:
             server.stop()
         servers = []
@@ -523,16 +547,18 @@ def main() -> int:
     table = summarize(rounds)
 
     print(f"\nCallFS (gunicorn, {layout}) vs nginx WebDAV, "
-          f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores")
+          f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores "
+          f"({cpu_model()})")
     print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}  target")
     failed = []
     for label, row in table.items():
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+        nginx = f"{row['nginx']:>12.3f}" if row["nginx"] is not None else f"{'-':>12}"
         check = TARGETS.get(label)
         verdict = "" if check is None else ("met" if check(row) else "MISSED")
         if verdict == "MISSED":
             failed.append(label)
-        print(f"{label:32} {row['callfs']:>12.3f} {row['nginx']:>12.3f} {ratio:>8}  {verdict}")
+        print(f"{label:32} {row['callfs']:>12.3f} {nginx} {ratio:>8}  {verdict}")
     if s3_rounds:
         print("\nWith CALLFS_DEFAULT_BACKEND=s3 (SeaweedFS on loopback); ratio to nginx on disk")
         for key, label, reference in (
@@ -548,7 +574,7 @@ def main() -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(
         {"args": vars(args), "gunicorn": layout,
-         "machine": {"node": platform.node(), "cores": os.cpu_count(),
+         "machine": {"node": platform.node(), "cores": os.cpu_count(), "cpu": cpu_model(),
                      "python": platform.python_version()},
          "rounds": rounds, "s3_rounds": s3_rounds, "summary": table}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
