@@ -22,6 +22,7 @@ from callfs_site.metrics import (
     HTTP_REQUESTS,
     method_label,
     route_label,
+    series,
 )
 
 logger = logging.getLogger("callfs.request")
@@ -67,8 +68,8 @@ class RequestContextMiddleware:
             response["Strict-Transport-Security"] = HSTS
         elapsed = time.perf_counter() - started
         route, method = route_label(request), method_label(request.method)
-        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
-        HTTP_DURATION.labels(method, route).observe(elapsed)
+        series(HTTP_REQUESTS, method, route, str(response.status_code)).inc()
+        series(HTTP_DURATION, method, route).observe(elapsed)
         bytes_in = _length(request.META.get("CONTENT_LENGTH"))
         bytes_out = _length(response.get("Content-Length")) if request.method != "HEAD" else 0
         if bytes_in:

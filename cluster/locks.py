@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from callfs_site.metrics import LOCK_TIMEOUTS, LOCK_WAIT
+from callfs_site.metrics import LOCK_TIMEOUTS, LOCK_WAIT, series
 from cluster.exceptions import LockTimeout, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ def distributed_lock(*names: str, timeout: float | None = None) -> Iterator[None
                 for stripe in sorted({_stripe(name) for name in names}):
                     stack.enter_context(_file_lock(directory, stripe, deadline))
         except LockTimeout:
-            LOCK_TIMEOUTS.labels(kind).inc()
+            series(LOCK_TIMEOUTS, kind).inc()
             raise
         finally:
-            LOCK_WAIT.labels(kind).observe(time.monotonic() - started)
+            series(LOCK_WAIT, kind).observe(time.monotonic() - started)
         yield

@@ -14,7 +14,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from callfs_site.logs import request_id
-from callfs_site.metrics import PEER_FAILURES, PEER_REQUESTS
+from callfs_site.metrics import PEER_FAILURES, PEER_REQUESTS, series
 from cluster.models import Node
 
 CONNECT_TIMEOUT = 3.0
@@ -74,10 +74,10 @@ def request(node_id: str, method: str, path: str, **kwargs) -> requests.Response
     origin = request_id.get()
     if origin:
         headers["X-Request-ID"] = origin  # the peer logs it as the origin of its work
-    PEER_REQUESTS.labels(node_id, method).inc()
+    series(PEER_REQUESTS, node_id, method).inc()
     try:
         return session().request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
     except requests.RequestException as exc:
-        PEER_FAILURES.labels(node_id).inc()
+        series(PEER_FAILURES, node_id).inc()
         raise PeerUnavailable(f"node {node_id!r} is unreachable: {exc.__class__.__name__}"
                               ) from exc

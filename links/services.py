@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from callfs_site.metrics import LINK_CONSUMPTIONS, LINK_GENERATIONS
+from callfs_site.metrics import LINK_CONSUMPTIONS, LINK_GENERATIONS, series
 from filesystem import access, paths
 from filesystem import services as fs
 from filesystem.access import User
@@ -108,11 +108,11 @@ def _verified(token: str) -> DownloadLink:
         link = (DownloadLink.objects.select_related("created_by")
                 .filter(public_id=match["public_id"]).first())
     if link is None:
-        LINK_CONSUMPTIONS.labels("not_found").inc()
+        series(LINK_CONSUMPTIONS, "not_found").inc()
         raise LinkNotFound()
     if not hmac.compare_digest(link.digest, _digest(link.public_id, link.path, match["secret"])):
         # A guessed secret for a known id, or a row whose path was altered: never reveal state.
-        LINK_CONSUMPTIONS.labels("invalid").inc()
+        series(LINK_CONSUMPTIONS, "invalid").inc()
         raise LinkNotFound()
     return link
 
@@ -123,16 +123,16 @@ def redeem(token: str) -> Download:
     link = _verified(token)
     now = timezone.now()
     if link.expires_at <= now:  # expiry is reported before the used state (§7.12)
-        LINK_CONSUMPTIONS.labels("expired").inc()
+        series(LINK_CONSUMPTIONS, "expired").inc()
         raise LinkExpired()
     if link.used_at is not None or link.revoked_at is not None:
-        LINK_CONSUMPTIONS.labels("invalid").inc()
+        series(LINK_CONSUMPTIONS, "invalid").inc()
         raise LinkExpired("link already used" if link.used_at else "link revoked")
     won = DownloadLink.objects.redeemable(now).filter(pk=link.pk).update(used_at=now)
     if won != 1:  # another request consumed (or revoked) it since we read the row
-        LINK_CONSUMPTIONS.labels("invalid").inc()
+        series(LINK_CONSUMPTIONS, "invalid").inc()
         raise LinkExpired("link already used")
-    LINK_CONSUMPTIONS.labels("success").inc()
+    series(LINK_CONSUMPTIONS, "success").inc()
     logger.info("download link %s consumed", link.public_id)
 
     # The creator's access is checked again (traverse here, read in open_file): a link never

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from callfs_site.errors import ServiceUnavailable
-from callfs_site.metrics import timed_backend_call
+from callfs_site.metrics import observe_backend_call
 from filesystem.exceptions import (
     ChecksumMismatch,
     FileNotFound,
@@ -71,15 +72,17 @@ def _discard_after_commit(backend_name: str, key: str, node_id: str = "") -> Non
 @contextmanager
 def _backend_call(backend: str, operation: str) -> Iterator[None]:
     """Time a backend call and turn an unreachable backend into 503 SERVICE_UNAVAILABLE."""
+    started = time.perf_counter()
     try:
-        with timed_backend_call(backend, operation):
-            yield
+        yield
     except PeerUnavailable as exc:
         logger.warning("peer unavailable during %s: %s", operation, exc)
         raise NodeUnavailable(str(exc)) from None
     except BackendUnavailable as exc:
         logger.warning("storage backend %s failed during %s: %s", backend, operation, exc)
         raise ServiceUnavailable(f"the {backend} storage backend is unavailable") from None
+    finally:
+        observe_backend_call(backend, operation, time.perf_counter() - started)
 
 
 def _backend(name: str) -> StorageBackend:
