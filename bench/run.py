@@ -6,9 +6,10 @@ For CallFS it also samples the gunicorn workers' RSS during the large transfers.
 deleted between phases (this disk creates files very slowly for minutes after mass deletes);
 a file-creation probe before each phase reports when the disk was slow. Before each server's
 phases the disk is synced (and the wait reported), so writeback left by earlier phases does not
-stall the next one's fsyncs. Each round also measures small GETs of a bare WSGI app
-(tests/worker_app.py) under the same gunicorn settings: how fast this host runs Python serving,
-so runs on different hosts can be compared.
+stall the next one's fsyncs. Each round also measures how fast this host runs Python serving,
+so runs on different hosts can be compared: small GETs of a bare WSGI app (tests/worker_app.py)
+under the same gunicorn settings, and WsgiDAV, the Python server the issue measured, on the
+same small-file phases.
 
     python bench/run.py [--rounds 3] [--duration 8] [--big-mib 1024] [--list-entries 10000]
 """
@@ -91,6 +92,9 @@ class Server(ABC):
 
     def worker_pids(self) -> list[int]:
         return []
+
+    def prepare_directory(self, directory: str) -> None:  # noqa: B027 - most need nothing
+        """Make `directory` if PUT does not create missing parents on this server."""
 
     @abstractmethod
     def list_url(self, directory: str) -> str:
@@ -218,6 +222,60 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+class WsgiDAV(Server):
+    """The issue's "best Python server measured": WsgiDAV under gunicorn with process workers,
+    serving a directory (anonymous, no locks or properties stored). Installed in its own venv
+    under var/ (never a dependency of CallFS). Only the small-file phases run against it: its
+    figures place this host against the machine the issue measured it on."""
+
+    name = "wsgidav"
+    venv = ROOT / "var" / "bench-wsgidav"
+    packages = ("wsgidav==4.4.0", "gunicorn==27.0.1")
+
+    def __init__(self, work: Path):
+        python = self.venv / "bin" / "python"
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *self.packages], check=True,
+                       stderr=subprocess.DEVNULL)
+        self.root = work / "wsgidav-root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        app = work / "wsgidav_app.py"
+        app.write_text(f"""
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+app = WsgiDAVApp({{
+    "provider_mapping": {{"/": {str(self.root)!r}}},
+    "simple_dc": {{"user_mapping": {{"*": True}}}},
+    "verbose": 0, "logging": {{"enable": False}}, "property_manager": None,
+    "lock_storage": True,
+}})
+""")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        # Process workers, one per CPU, with 4 threads each: the best of 2x1, 4x1 and 2x4 here.
+        self.proc = subprocess.Popen(
+            [str(python), "-m", "gunicorn", "--chdir", str(work), "-w", str(os.cpu_count()),
+             "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{self.port}",
+             "--no-control-socket", "wsgidav_app:app"],
+            cwd=work,  # not ROOT: gunicorn would read CallFS's gunicorn.conf.py from there
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.base + "/")
+
+    def prepare_directory(self, directory: str) -> None:
+        (self.root / directory.strip("/")).mkdir(parents=True, exist_ok=True)
+
+    def list_url(self, directory: str) -> str:
+        return f"{self.base}{directory}/"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def rss_kib(pid: int) -> int:
@@ -370,27 +428,39 @@ def curl_transfer(server: Server, method: str, path: str, big: Path) -> tuple[fl
     return big.stat().st_size / seconds / 1e6, seconds
 
 
-def run_round(servers: list[Server], baseline: Server, args, work: Path, big: Path,
+def small_file_phases(server: Server, duration: int, prefix: str, round_no: int) -> dict:
+    """GET and HEAD of 1,000 seeded 4 KiB files, then PUTs of new ones, 16 connections."""
+    for directory in ("small/", "put/"):
+        server.prepare_directory(prefix + directory)
+    seed_small(server, prefix + "small/")
+    env = {"BENCH_PREFIX": server.files_prefix + prefix + "small/",
+           "BENCH_FILES": str(SMALL_FILES)}
+    return {"get": wrk(server, "get.lua", duration, {**env, "BENCH_METHOD": "GET"}),
+            "head": ab_head(server, duration, prefix + "small/f7.bin"),
+            "put": wrk(server, "put.lua", duration,
+                       {"BENCH_PREFIX": server.files_prefix + prefix + "put/",
+                        "BENCH_RUN": str(round_no)})}
+
+
+def run_round(servers: list[Server], yardsticks: list[Server], args, work: Path, big: Path,
               round_no: int) -> dict:
     results: dict[str, dict] = {s.name: {} for s in servers}
     # The host's speed for Python serving, in the same round: one host ran CallFS's small GETs
     # at half the rate of another while nginx's did not change (BENCHMARKS.md).
-    results[baseline.name] = {"get": wrk(baseline, "get.lua", args.duration,
-                                         {"BENCH_PREFIX": "/", "BENCH_METHOD": "GET"})}
+    for yardstick in yardsticks:
+        if yardstick.name == BASELINE:
+            results[BASELINE] = {"get": wrk(yardstick, "get.lua", args.duration,
+                                            {"BENCH_PREFIX": "/", "BENCH_METHOD": "GET"})}
+        else:
+            results[yardstick.name] = small_file_phases(yardstick, args.duration,
+                                                        f"/r{round_no}/", round_no)
     probe_dir = work / "probe"
     for server in servers:
         r = results[server.name]
         prefix = f"/r{round_no}/"
         r["settle_s"] = round(settle_disk(), 2)
         r["disk_creates_per_s"] = round(creation_probe(probe_dir), 0)
-        seed_small(server, prefix + "small/")
-        env = {"BENCH_PREFIX": server.files_prefix + prefix + "small/",
-               "BENCH_FILES": str(SMALL_FILES)}
-        r["get"] = wrk(server, "get.lua", args.duration, {**env, "BENCH_METHOD": "GET"})
-        r["head"] = ab_head(server, args.duration, prefix + "small/f7.bin")
-        r["put"] = wrk(server, "put.lua", args.duration,
-                       {"BENCH_PREFIX": server.files_prefix + prefix + "put/",
-                        "BENCH_RUN": str(round_no)})
+        r.update(small_file_phases(server, args.duration, prefix, round_no))
         with RssSampler(server) as rss:
             r["upload_mb_s"], _ = curl_transfer(server, "PUT", f"{prefix}big.bin", big)
         r["upload_rss_peak_mib"], r["upload_rss_growth_mib"] = rss.peak_mib, rss.growth_mib
@@ -479,11 +549,33 @@ def summarize(rounds: list[dict]) -> dict:
         ours, theirs = med("callfs", *keys), med("nginx", *keys)
         table[label] = {"callfs": ours, "nginx": theirs,
                         "ratio": (ours / theirs) if theirs else None}
-    table["bare WSGI app GET ops/s (host)"] = {
-        "callfs": med(BASELINE, "get", "ops"), "nginx": None, "ratio": None}
     errors = sum(r[s][k]["errors"] for r in rounds for s in ("callfs", "nginx")
                  for k in ("get", "head", "put"))
     table["non-2xx responses (all rounds)"] = {"callfs": errors, "nginx": 0, "ratio": None}
+    return table
+
+
+# What the issue measured WsgiDAV do on its 2-core machine, and its small-file targets.
+ISSUE_WSGIDAV = {"get": 6100, "head": 6700, "put": 2900}
+ISSUE_TARGETS = {"get": 3000, "head": 3000, "put": 1000}
+
+
+def summarize_yardsticks(rounds: list[dict]) -> dict:
+    """The host's speed: a bare WSGI app under CallFS's gunicorn settings and, when it ran,
+    WsgiDAV; and CallFS's small-file rates as a share of WsgiDAV's on this same host, beside
+    the share the issue's targets ask for on the machine it measured WsgiDAV on."""
+    def med(server: str, phase: str) -> float:
+        return statistics.median(r[server][phase]["ops"] for r in rounds)
+
+    table = {"bare WSGI app GET ops/s": {"value": med(BASELINE, "get")}}
+    if "wsgidav" in rounds[0]:
+        for phase, reference in ISSUE_WSGIDAV.items():
+            here, ours = med("wsgidav", phase), med("callfs", phase)
+            wanted = ISSUE_TARGETS[phase] / reference
+            table[f"WsgiDAV small {phase.upper()} ops/s"] = {
+                "value": here, "issue_machine": reference, "host_factor": here / reference,
+                "callfs_share": ours / here, "target_share": wanted,
+                "met": ours / here >= wanted}
     return table
 
 
@@ -511,6 +603,8 @@ def main() -> int:
                         help="default: gunicorn.conf.py's (2, or CALLFS_THREADS)")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--output", default=str(BENCH / "results" / "latest.json"))
+    parser.add_argument("--no-wsgidav", action="store_true",
+                        help="skip the WsgiDAV yardstick (it is installed under var/)")
     parser.add_argument("--s3", action="store_true",
                         help="also measure 1 GiB transfers with S3 (SeaweedFS) as the backend")
     args = parser.parse_args()
@@ -526,11 +620,13 @@ def main() -> int:
         servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work),
                    CallFS(work / "baseline", args.workers, args.threads, None,
                           name=BASELINE, app="bench.baseline_app:app")]
+        if not args.no_wsgidav:
+            servers.append(WsgiDAV(work))
         layout = (f"{len(servers[0].worker_pids())} workers x "
                   f"{args.threads or os.environ.get('CALLFS_THREADS', 2)} threads")
         rounds = []
         for round_no in range(args.rounds):
-            rounds.append(run_round(servers[:2], servers[2], args, work, big, round_no))
+            rounds.append(run_round(servers[:2], servers[2:], args, work, big, round_no))
         for server in servers:
             server.stop()
         servers = []
@@ -559,6 +655,18 @@ def main() -> int:
         if verdict == "MISSED":
             failed.append(label)
         print(f"{label:32} {row['callfs']:>12.3f} {nginx} {ratio:>8}  {verdict}")
+    yardsticks = summarize_yardsticks(rounds)
+    print("\nThis host's speed for Python serving (same rounds)")
+    print(f"{'yardstick':32} {'ops/s':>12} {'issue':>8} {'factor':>7}  "
+          "CallFS/it (targets' share)")
+    for label, row in yardsticks.items():
+        if "issue_machine" not in row:
+            print(f"{label:32} {row['value']:>12.1f}")
+            continue
+        verdict = "met" if row["met"] else "MISSED"
+        print(f"{label:32} {row['value']:>12.1f} {row['issue_machine']:>8} "
+              f"{row['host_factor']:>7.2f}  {row['callfs_share']:.2f} "
+              f"({row['target_share']:.2f}) {verdict}")
     if s3_rounds:
         print("\nWith CALLFS_DEFAULT_BACKEND=s3 (SeaweedFS on loopback); ratio to nginx on disk")
         for key, label, reference in (
@@ -576,7 +684,8 @@ def main() -> int:
         {"args": vars(args), "gunicorn": layout,
          "machine": {"node": platform.node(), "cores": os.cpu_count(), "cpu": cpu_model(),
                      "python": platform.python_version()},
-         "rounds": rounds, "s3_rounds": s3_rounds, "summary": table}, indent=2))
+         "rounds": rounds, "s3_rounds": s3_rounds, "summary": table,
+         "yardsticks": yardsticks}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
     if failed:
         print(f"targets missed: {', '.join(failed)}")
