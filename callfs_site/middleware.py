@@ -11,6 +11,7 @@ import time
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as sessions_middleware
+from django.http.response import ResponseHeaders
 from django.middleware import csrf
 from django.urls import get_script_prefix, reverse
 
@@ -39,6 +40,11 @@ SECURITY_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
 HSTS = "max-age=31536000; includeSubDomains; preload"
+# Django validates a header's name and value each time one is set: the seven constant headers
+# one by one were 62k instructions, 4.5% of a small GET. Validated once here instead, they go
+# into every response in one update of its header store (the private `_store` that
+# ResponseHeaders itself fills; tests/filesystem/test_auth_and_errors.py checks the result).
+_SECURITY_ENTRIES = ResponseHeaders(SECURITY_HEADERS)._store
 
 
 class RequestContextMiddleware:
@@ -62,8 +68,7 @@ class RequestContextMiddleware:
                 and response.status_code not in (204, 304)
                 and not response.has_header("Content-Length")):
             response["Content-Length"] = str(len(response.content))  # no chunking for small bodies
-        for name, value in SECURITY_HEADERS.items():
-            response[name] = value
+        response.headers._store.update(_SECURITY_ENTRIES)
         if request.is_secure():
             response["Strict-Transport-Security"] = HSTS
         elapsed = time.perf_counter() - started
