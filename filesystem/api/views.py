@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
 from rest_framework.response import Response
 
 from callfs_site.errors import NotFound, first_message
+from callfs_site.headers import set_headers
 from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem import paths, services
@@ -58,20 +59,20 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = False) -> None:
     """The X-CallFS-* headers of API.md §5.1, plus validators for files (§16.3)."""
-    response["X-CallFS-Type"] = inode.type
-    response["X-CallFS-Size"] = str(inode.size)
-    response["X-CallFS-Mode"] = inode.mode_string
-    response["X-CallFS-Owner"] = inode.owner_name
-    response["X-CallFS-Group"] = inode.group_name
-    response["X-CallFS-MTime"] = services.format_time(inode.mtime)
+    headers = {
+        "X-CallFS-Type": inode.type, "X-CallFS-Size": str(inode.size),
+        "X-CallFS-Mode": inode.mode_string, "X-CallFS-Owner": inode.owner_name,
+        "X-CallFS-Group": inode.group_name, "X-CallFS-MTime": services.format_time(inode.mtime),
+    }
     if instance and inode.node_id and not inode.is_root:
-        response["X-CallFS-Instance-ID"] = inode.node_id
+        headers["X-CallFS-Instance-ID"] = inode.node_id
     if not inode.is_dir:
-        response["Accept-Ranges"] = "bytes"
-        response["Last-Modified"] = conditional.last_modified(inode)
+        headers["Accept-Ranges"] = "bytes"
+        headers["Last-Modified"] = conditional.last_modified(inode)
         if inode.sha256:
-            response["ETag"] = conditional.etag(inode)
-            response["X-CallFS-SHA256"] = inode.sha256
+            headers["ETag"] = conditional.etag(inode)
+            headers["X-CallFS-SHA256"] = inode.sha256
+    set_headers(response, headers)
 
 
 def _expected_sha256(request) -> str | None:
@@ -176,9 +177,9 @@ class FileView(CallFSView):
             response = FileResponse(services.open_file(request.user, inode, start, length),
                                     content_type="application/octet-stream", status=status)
             response.block_size = DOWNLOAD_BLOCK_SIZE
-        response["Content-Length"] = str(length)
-        if requested:
-            response["Content-Range"] = f"bytes {start}-{start + length - 1}/{inode.size}"
+        set_headers(response, {"Content-Length": str(length)} if not requested else {
+            "Content-Length": str(length),
+            "Content-Range": f"bytes {start}-{start + length - 1}/{inode.size}"})
         metadata_headers(response, inode, instance=True)
         return response
 
@@ -192,7 +193,7 @@ class FileView(CallFSView):
         response = HttpResponse(content_type=content_type)
         metadata_headers(response, inode, instance=True)
         if not inode.is_dir:
-            response["Content-Length"] = str(inode.size)
+            set_headers(response, {"Content-Length": str(inode.size)})
         return response
 
     def post(self, request, path: str = ""):
