@@ -177,9 +177,9 @@ class FileView(CallFSView):
             response = FileResponse(services.open_file(request.user, inode, start, length),
                                     content_type="application/octet-stream", status=status)
             response.block_size = DOWNLOAD_BLOCK_SIZE
-        set_headers(response, {"Content-Length": str(length)} if not requested else {
-            "Content-Length": str(length),
-            "Content-Range": f"bytes {start}-{start + length - 1}/{inode.size}"})
+        extent = {"Content-Range": f"bytes {start}-{start + length - 1}/{inode.size}"
+                  } if requested else {}
+        set_headers(response, {"Content-Length": str(length), **extent})
         metadata_headers(response, inode, instance=True)
         return response
 
