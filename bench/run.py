@@ -97,10 +97,6 @@ class Server:
     def prepare_directory(self, directory: str) -> None:
         """Make `directory` if PUT does not create missing parents on this server."""
 
-    def list_url(self, directory: str) -> str:
-        """Where a GET lists `directory` as JSON."""
-        raise NotImplementedError(f"{self.name} has no JSON listing")
-
     def stop(self) -> None:
         self.proc.send_signal(self.stop_signal)
         try:
@@ -382,7 +378,8 @@ def fill_directory(server: Server, directory: str, entries: int) -> None:
         list(pool.map(put, range(entries)))
 
 
-def time_listing(server: Server, directory: str, entries: int) -> float:
+def time_listing(server: CallFS | Nginx, directory: str, entries: int) -> float:
+    """Median time of 5 GETs of `directory` as JSON (only the main table's servers list)."""
     session = requests.Session()
     session.headers.update(server.headers())
     times = []
@@ -427,8 +424,8 @@ def small_file_phases(server: Server, duration: int, prefix: str, round_no: int)
                         "BENCH_RUN": str(round_no)})}
 
 
-def run_round(servers: list[Server], yardsticks: list[Server], args, work: Path, big: Path,
-              round_no: int) -> dict:
+def run_round(servers: list[CallFS | Nginx], yardsticks: list[Server], args, work: Path,
+              big: Path, round_no: int) -> dict:
     results: dict[str, dict] = {s.name: {} for s in servers}
     # The host's speed for Python serving, in the same round: one host ran CallFS's small GETs
     # at half the rate of another while nginx's did not change (BENCHMARKS.md).
