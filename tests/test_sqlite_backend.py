@@ -221,3 +221,70 @@ def test_placeholders_convert_the_same_when_the_statement_is_kept(open_connectio
                        list(range(2000)))
         assert cursor.fetchone() == (0,)
     assert sqlite_backend._qmark_query.cache_info().hits >= 1
+
+
+def cached_count(connection) -> int:
+    """COUNT(*) memoised in the connection's read cache, as rows_at memoises rows."""
+    cache = connection.read_cache()
+    if cache is None:
+        return count(connection)
+    if "count" not in cache:
+        cache["count"] = count(connection)
+    return cache["count"]
+
+
+def test_the_read_cache_is_emptied_by_another_connections_commit(open_connection):
+    reader, writer = open_connection(), open_connection()
+    count(reader)  # opened: before that there is nothing to keep reads for
+    assert cached_count(reader) == 0
+    assert cached_count(reader) == 0 and "count" in reader.read_cache()
+    write(writer, "elsewhere")
+    assert cached_count(reader) == 1
+    with writer.cursor() as cursor:  # autocommitted, no transaction
+        cursor.execute("DELETE FROM item")
+    assert cached_count(reader) == 0
+
+
+def test_the_read_cache_is_emptied_by_its_own_changes_even_rolled_back(open_connection):
+    connection = open_connection()
+    count(connection)
+    cached_count(connection)
+    write(connection, "mine")
+    assert cached_count(connection) == 1
+    cache = connection.read_cache()
+    with pytest.raises(RuntimeError):
+        write(connection, "abandoned", fail=True)
+    assert connection.read_cache() is not cache  # a fresh one: the count may have moved
+    assert cached_count(connection) == 1
+
+
+def test_the_read_cache_is_off_inside_transactions_and_for_a_new_connection(open_connection):
+    connection = open_connection()
+    assert connection.read_cache() is None  # not connected yet
+    count(connection)
+    connection.read_cache()["stale"] = True
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+    try:
+        assert connection.read_cache() is None
+    finally:
+        connection.rollback()
+        connection.set_autocommit(True)
+    connection.close()
+    count(connection)  # reconnected: data_version starts afresh with the new connection
+    assert "stale" not in connection.read_cache()
+
+
+def test_the_read_cache_sees_commits_of_other_threads(open_connection):
+    reader = open_connection()
+    count(reader)
+    assert cached_count(reader) == 0
+
+    def writer() -> None:
+        connection = open_connection()
+        try:
+            write(connection, "from a thread")
+        finally:
+            connection.close()
+
+    run_in_threads(writer)
+    assert cached_count(reader) == 1

@@ -634,6 +634,44 @@ def test_authentication(server: Server):
                  "PERMISSION_DENIED")
 
 
+def test_every_worker_sees_each_change_at_once(server: Server):
+    """Each serving thread keeps the rows it looked up until the database changes (the SQLite
+    read cache): after every change made through one connection, fresh connections, which land
+    on any worker and thread, all see it. 24 answers per state reach the eight threads."""
+    alice = server.session(server.alice_key)
+    directory, moved = server.url("seen/"), server.url("seen-moved/")
+
+    def answers(key: str, url: str, method: str = "GET") -> set[tuple[int, bytes | str]]:
+        """(status, the body or the error code) of 24 requests, each on a new connection."""
+        found = set()
+        for _ in range(24):
+            response = requests.request(method, url, headers=server.auth(key), timeout=TIMEOUT)
+            ok = response.status_code == 200 or method == "HEAD"
+            found.add((response.status_code, response.content if ok else response.json()["code"]))
+        return found
+
+    path = directory + "file.txt"
+    assert alice.put(path, data=b"one", timeout=TIMEOUT).status_code == 201
+    assert answers(server.bob_key, path) == {(200, b"one")}
+    assert alice.put(path, data=b"two", timeout=TIMEOUT).status_code == 200
+    assert answers(server.bob_key, path) == {(200, b"two")}
+    assert alice.patch(path, json={"mode": "0600"}, timeout=TIMEOUT).status_code == 200
+    denied = {(403, "PERMISSION_DENIED")}
+    assert answers(server.bob_key, path) == denied
+    assert answers(server.alice_key, path) == {(200, b"two")}
+    assert alice.patch(directory, json={"mode": "0700"}, timeout=TIMEOUT).status_code == 200
+    assert alice.patch(path, json={"mode": "0644"}, timeout=TIMEOUT).status_code == 200
+    assert answers(server.bob_key, path) == denied  # no x on the directory now
+    assert alice.patch(directory, json={"mode": "0755"}, timeout=TIMEOUT).status_code == 200
+    assert answers(server.bob_key, path) == {(200, b"two")}
+    assert alice.patch(directory, json={"name": "seen-moved"},
+                       timeout=TIMEOUT).status_code == 200
+    assert answers(server.bob_key, path) == {(404, "FILE_NOT_FOUND")}
+    assert answers(server.bob_key, moved + "file.txt") == {(200, b"two")}
+    assert alice.delete(moved + "file.txt", timeout=TIMEOUT).status_code == 204
+    assert answers(server.bob_key, moved + "file.txt", "HEAD") == {(404, b"")}
+
+
 # --- keep-alive after a download (RFC 9112 §9.3; API.md §7.3) --------------------------------
 
 
