@@ -2,8 +2,11 @@
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
+
+from callfs_site.handlers import CallFSWSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callfs_site.settings")
 
-application = get_wsgi_application()
+django.setup(set_prefix=False)  # as django.core.wsgi.get_wsgi_application
+application = CallFSWSGIHandler()
