@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+import sqlite3
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -21,14 +22,44 @@ class InodeType(models.TextChoices):
     DIRECTORY = "directory", "directory"
 
 
-# Rows a connection keeps between requests (see InodeQuerySet.rows_at): about 1.2 KB each, so
-# at most 2.4 MB per connection (one per serving thread); past the bound it starts afresh.
-ROW_CACHE_ENTRIES = 2048
+# The rows each process keeps between requests (see InodeQuerySet.rows_at): about 1.2 KB each,
+# so at most 5 MB; past the bound the cache starts afresh.
+ROW_CACHE_ENTRIES = 4096
 _UNKNOWN = object()
+_GENERATION_SQL = "SELECT value FROM filesystem_inode_generation"  # migration 0003
 
 
-def _no_cache() -> None:
-    return None
+class _RowCache:
+    """Rows of path lookups, shared by a process's threads, per SQLite database, valid while the
+    database's inode generation stands: triggers (migration 0003) move it with every committed
+    change to inodes and to the user and group names joined to them, from any process. Outside
+    transactions only: inside one, reads may see its own uncommitted rows. Each lookup reads
+    the counter first, so what it then reads of the rows is at least as new as the counter
+    says, and a dict is kept only for the newest counter seen."""
+
+    def __init__(self) -> None:
+        self._by_database: dict[str, tuple[int, dict]] = {}
+
+    def current(self, connection) -> dict | None:
+        raw = connection.connection
+        if (connection.vendor != "sqlite" or raw is None or not connection.autocommit
+                or connection.in_atomic_block or raw.in_transaction):
+            return None
+        try:
+            generation = raw.execute(_GENERATION_SQL).fetchone()[0]
+        except sqlite3.OperationalError:  # not migrated yet: nothing can be known
+            return None
+        name = connection.settings_dict["NAME"]
+        kept = self._by_database.get(name)
+        if kept is None or generation > kept[0]:
+            kept = self._by_database[name] = (generation, {})
+        return kept[1] if generation == kept[0] else None  # else this thread is behind
+
+    def clear(self) -> None:
+        self._by_database.clear()
+
+
+row_cache = _RowCache()
 
 
 class InodeQuerySet(models.QuerySet):
@@ -49,13 +80,13 @@ class InodeQuerySet(models.QuerySet):
 
         Every request resolves its target and ancestors here, so the SQL is written out once:
         the ORM compiler cost four times as much as running the query. Rows stay tuples until
-        a caller needs a model (`Inode.from_row`): ancestors are only checked for `x`. Where
-        the database offers a read cache (callfs_site.sqlite), rows and absences found are
-        kept per path until the database changes, and a lookup of known paths runs no query."""
+        a caller needs a model (`Inode.from_row`): ancestors are only checked for `x`. On
+        SQLite, rows and absences found are kept per path (`row_cache`) until an inode, user
+        or group changes, and a lookup of known paths reads one counter instead."""
         if not path_list:
             return []
         connection = connections[self.db]
-        cache = None if for_update else getattr(connection, "read_cache", _no_cache)()
+        cache = None if for_update else row_cache.current(connection)
         if cache is not None:
             known = [cache.get(path, _UNKNOWN) for path in path_list]
             if not any(row is _UNKNOWN for row in known):

@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from filesystem.keys import create_api_key, forget_authentications
+from filesystem.models import row_cache
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -25,10 +26,13 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _fresh_authentications():
-    """Authentications are cached per process; each test's database starts over."""
+    """Authentications and looked-up rows are cached per process; each test's database starts
+    over."""
     forget_authentications()
+    row_cache.clear()
     yield
     forget_authentications()
+    row_cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,6 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
 * **Placeholders are converted once per statement text.** Django rewrites every query's `%s`
   to SQLite's `?` with a regular expression, on every execution; the same few statements run
   for every request, so their converted text is kept (9 µs per query, in process).
-* **Reads can be memoised until the database changes.** `read_cache()` gives a dict that is
-  emptied whenever SQLite's `data_version` says another connection committed, or this one
-  changed a row. Every request resolves its path's rows (the query and Django's cursor layers
-  were a fifth of a small GET's instructions); repeated lookups of unchanged rows cost one
-  PRAGMA instead.
 * **Checkpoints run outside the lock too.** SQLite's automatic checkpoint runs inside the commit
   that crosses 1,000 pages, i.e. while that writer holds the lock, and every other writer waited
   for it (the 300 ms p99 of small uploads). It is off; instead, after a commit, a passive
@@ -133,26 +128,6 @@ def _qmark_query(query: str) -> str:
 class DatabaseWrapper(base.DatabaseWrapper):
     _writer_fd: int | None = None
     _writing = False
-    _read_cache: dict | None = None
-    _read_version: tuple[int, int] | None = None
-    _memoises_reads = False
-
-    def read_cache(self) -> dict | None:
-        """A dict of this connection's for memoising what it read, valid until the database
-        may have changed: it is emptied when any other connection (any thread or process) has
-        committed since (SQLite's `data_version`) or this one changed a row (`total_changes`,
-        which only grows, so a rolled-back change counts too). Only between transactions: reads
-        inside one may see its own uncommitted rows, so there it is None, as for a database in
-        memory (shared-cache connections do not see each other's commits in data_version) and
-        before the connection opens. What goes in is the caller's to bound."""
-        raw = self.connection
-        if (raw is None or not self._memoises_reads or not self.autocommit
-                or raw.in_transaction or self.in_atomic_block):
-            return None
-        version = (raw.execute("PRAGMA data_version").fetchone()[0], raw.total_changes)
-        if version != self._read_version or self._read_cache is None:
-            self._read_cache, self._read_version = {}, version
-        return self._read_cache
 
     def create_cursor(self, name=None):
         cursor = self.connection.cursor(factory=DurableCursor)
@@ -160,9 +135,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return cursor
 
     def get_new_connection(self, conn_params):
-        # data_version counts per connection: a new one must not meet the old one's cache.
-        self._read_cache = self._read_version = None
-        self._memoises_reads = not self.is_in_memory_db()
         connection = super().get_new_connection(conn_params)
         for pragma in PRAGMAS:
             connection.execute(pragma)

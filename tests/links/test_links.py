@@ -678,7 +678,7 @@ def contended_download(token: str):
     return response
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the root
 def test_fifty_concurrent_downloads_exactly_one_wins(make_user, client_for):
     _, key = make_user("racer")
     client = client_for(key)
