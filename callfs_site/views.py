@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+from django.template.response import SimpleTemplateResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
@@ -48,12 +49,30 @@ class CallFSView(APIView):
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return self.response
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, SimpleTemplateResponse):  # a DRF Response, rendered later
+            response.add_post_render_callback(_release_render_context)
+        return response
+
     def _authenticated_user(self, request):
         for authenticator in self.get_authenticators():
             found = authenticator.authenticate(request)
             if found is not None:
                 return found[0]
         raise NotAuthenticated()
+
+
+def _release_render_context(response) -> None:
+    """Once a DRF Response is rendered, drop what rendering needed. Its renderer_context holds
+    the view, the request and the response itself, and the view holds the response: a cycle,
+    so the data and the rendered body waited for Python's cyclic collector, which rarely runs
+    on long-lived objects. A 10,000-entry listing left ~6 MB behind each time (a worker grew
+    by 150 MB over 24 listings)."""
+    view = (response.renderer_context or {}).get("view")
+    if view is not None and getattr(view, "response", None) is response:
+        view.response = None
+    response.renderer_context = None
 
 
 @extend_schema(summary="Liveness: always {\"status\":\"ok\"}", auth=[],

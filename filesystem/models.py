@@ -47,7 +47,7 @@ class _RowCache:
             return None
         try:
             generation = raw.execute(_GENERATION_SQL).fetchone()[0]
-        except sqlite3.OperationalError:  # not migrated yet: nothing can be known
+        except sqlite3.DatabaseError:  # not migrated yet, or broken: the query will tell
             return None
         name = connection.settings_dict["NAME"]
         kept = self._by_database.get(name)
@@ -100,8 +100,9 @@ class InodeQuerySet(models.QuerySet):
         if cache is not None:
             if len(cache) + len(path_list) > ROW_CACHE_ENTRIES:
                 cache.clear()
-            cache.update(dict.fromkeys(path_list))  # None: no inode there
-            cache.update((row[Row.PATH], row) for row in rows)
+            found = dict.fromkeys(path_list)  # None: no inode there
+            found.update((row[Row.PATH], row) for row in rows)
+            cache.update(found)  # at once: another thread never sees a row's path as absent
         return rows
 
     def with_names_at(self, path_list: list[str], *, for_update: bool = False) -> list[Inode]:
@@ -254,7 +255,9 @@ class Row:
 def _select_at_sql(count: int, vendor: str) -> str:
     """SELECT every inode column plus owner and group names WHERE path_hash IN (count keys).
     On SQLite the times come back as text, parsed only for rows that become models (its
-    driver would parse them all, ancestors too)."""
+    driver would parse them all, ancestors too). Every table read here must move the inode
+    generation when it changes (migration 0003's triggers), or `row_cache` would serve stale
+    rows."""
     user_table = Inode._meta.get_field("owner").related_model._meta.db_table
     group_table = Inode._meta.get_field("group").related_model._meta.db_table
     time_columns = {_COLUMNS[index] for index in _TIME_COLUMNS}

@@ -20,6 +20,35 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
+def through_application(path: str, key: str, method: str = "GET",
+                        keep: Callable | None = None) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) from the WSGI application itself, as gunicorn calls it; `keep`
+    is given the response object. Django's connection cleanup at the request's ends is held
+    off, as its test client does, so the test's transaction stays."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+    from django.test import RequestFactory
+
+    from callfs_site.wsgi import application
+
+    environ = RequestFactory().generic(method, path, HTTP_AUTHORIZATION=f"Bearer {key}").environ
+    started = []
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        body = application(environ, lambda status, headers, exc_info=None:
+                           started.append((status, headers)))
+        if keep is not None:
+            keep(body)
+        content = b"".join(body)
+        body.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    status, headers = started[0]
+    return int(status.split()[0]), dict(headers), content
+
+
 def body_of(response) -> bytes:
     """The full body of a normal or streaming response."""
     if getattr(response, "streaming", False):

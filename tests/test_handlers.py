@@ -4,13 +4,11 @@ the same match Django's resolver makes, and answered exactly as through the test
 from __future__ import annotations
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.test import RequestFactory
 from django.urls import get_resolver
 
 from callfs_site.handlers import CallFSWSGIHandler
-from callfs_site.wsgi import application
+from tests.helpers import through_application
 
 MATCH_FIELDS = ("func", "args", "kwargs", "url_name", "app_names", "namespaces", "route",
                 "captured_kwargs", "extra_kwargs", "view_name", "_func_path")
@@ -38,25 +36,6 @@ def test_other_paths_are_resolved_by_django(path):
     assert made.url_name == get_resolver().resolve(path).url_name
 
 
-def _through_application(path: str, key: str, method: str = "GET"):
-    """The WSGI application itself, as gunicorn calls it. Django's connection cleanup at the
-    request's ends is held off, as its test client does, so the test's transaction stays."""
-    environ = RequestFactory().generic(method, path, HTTP_AUTHORIZATION=f"Bearer {key}").environ
-    started = []
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        body = application(environ, lambda status, headers, exc_info=None:
-                           started.append((status, headers)))
-        content = b"".join(body)
-        body.close()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-    status, headers = started[0]
-    return int(status.split()[0]), dict(headers), content
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("path", ["docs/a.txt", "docs/", "docs/missing.txt", "docs/a.txt/x"])
@@ -65,7 +44,7 @@ def test_the_application_answers_as_the_test_client_does(auth_client, user_and_k
     assert auth_client.put("/v1/files/docs/a.txt", data=b"hello",
                            content_type="application/octet-stream").status_code == 201
     expected = auth_client.generic(method, f"/v1/files/{path}")
-    status, headers, content = _through_application(f"/v1/files/{path}", user_and_key[1],
+    status, headers, content = through_application(f"/v1/files/{path}", user_and_key[1],
                                                     method)
     assert status == expected.status_code
     assert content == expected.content

@@ -1,11 +1,13 @@
 """GET /v1/directories/{path} (API.md §7.10 with §16.1 item 12)."""
 
+import gc
 import json
 import re
+import weakref
 
 import pytest
 
-from tests.helpers import assert_error, upload
+from tests.helpers import assert_error, through_application, upload
 
 FILE_INFO_KEYS = ["name", "path", "type", "size", "mode", "owner", "group", "mtime"]
 MTIME = re.compile(r"\A20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
@@ -225,3 +227,21 @@ def test_file_is_400_not_a_directory(auth_client, small_tree, recursive):
                                  "/v1/directories/x%00"])
 def test_invalid_path_is_400(auth_client, url):
     assert_error(auth_client.get(url), 400, "INVALID_PATH")
+
+
+@pytest.mark.parametrize("url", ["/v1/directories/big", "/v1/files/big/"])
+def test_a_listing_is_freed_as_soon_as_it_is_sent(auth_client, user_and_key, url):
+    """Without the cyclic garbage collector: a listing's entries and rendered body must not
+    wait for it (DRF's Response, its view and its renderer context refer to each other)."""
+    make(auth_client, "/big/a.txt", "/big/b.txt")
+    kept: list[weakref.ref] = []
+    gc.collect()
+    gc.disable()
+    try:
+        status, _, content = through_application(url, user_and_key[1],
+                                                 keep=lambda response: kept.append(
+                                                     weakref.ref(response)))
+        assert status == 200 and b"a.txt" in content
+        assert kept[0]() is None
+    finally:
+        gc.enable()
