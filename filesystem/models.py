@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
 import sqlite3
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from filesystem import paths
+
+logger = logging.getLogger(__name__)
 
 
 class InodeType(models.TextChoices):
@@ -27,6 +30,11 @@ class InodeType(models.TextChoices):
 ROW_CACHE_ENTRIES = 4096
 _UNKNOWN = object()
 _GENERATION_SQL = "SELECT value FROM filesystem_inode_generation"  # migration 0003
+# Migration 0003's triggers. Django remakes a table on SQLite to alter it, which drops its
+# triggers: without all of them the cache stays off (checked once per process and database).
+_TRIGGERS_SQL = ("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' "
+                 "AND name LIKE 'filesystem\\_inode\\_generation\\_%' ESCAPE '\\'")
+_TRIGGERS = 7
 
 
 class _RowCache:
@@ -39,24 +47,39 @@ class _RowCache:
 
     def __init__(self) -> None:
         self._by_database: dict[str, tuple[int, dict]] = {}
+        self._usable: dict[str, bool] = {}
 
     def current(self, connection) -> dict | None:
         raw = connection.connection
         if (connection.vendor != "sqlite" or raw is None or not connection.autocommit
                 or connection.in_atomic_block or raw.in_transaction):
             return None
+        name = connection.settings_dict["NAME"]
         try:
+            if not self._usable.get(name, False) and not self._check_triggers(raw, name):
+                return None
             generation = raw.execute(_GENERATION_SQL).fetchone()[0]
         except sqlite3.DatabaseError:  # not migrated yet, or broken: the query will tell
             return None
-        name = connection.settings_dict["NAME"]
         kept = self._by_database.get(name)
         if kept is None or generation > kept[0]:
             kept = self._by_database[name] = (generation, {})
         return kept[1] if generation == kept[0] else None  # else this thread is behind
 
+    def _check_triggers(self, raw, name: str) -> bool:
+        if name in self._usable:
+            return False  # found missing before
+        present = raw.execute(_TRIGGERS_SQL).fetchone()[0]
+        if present != _TRIGGERS:
+            logger.warning("SQLite database %s has %d of the %d inode generation triggers "
+                           "(migration 0003; a table remade by a later migration loses "
+                           "them): path lookups are not cached", name, present, _TRIGGERS)
+        self._usable[name] = present == _TRIGGERS
+        return self._usable[name]
+
     def clear(self) -> None:
         self._by_database.clear()
+        self._usable.clear()
 
 
 row_cache = _RowCache()

@@ -1,7 +1,9 @@
 """On SQLite, a counter that every change to what a path lookup reads moves (inodes, and the
 owner and group names joined to them): the read cache of InodeQuerySet.rows_at is valid while
 it stands. Triggers keep it, so no write path can forget to; a node's heartbeat or an API key's
-last use, which change other tables, leave it alone."""
+last use, which change other tables, leave it alone. Django alters a table on SQLite by
+remaking it, which drops its triggers: a later migration that alters one of these tables must
+create them again (`_triggers`); until then the cache stays off and says so in the log."""
 
 from django.db import migrations
 

@@ -7,7 +7,10 @@ every lookup queries."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.utils import timezone
@@ -120,3 +123,27 @@ def test_the_cache_is_bounded(monkeypatch):
         paths_found(f"/p{number}")
     kept = row_cache.current(connection)
     assert (0 < len(kept) <= 10) if cached() else kept is None
+
+
+def test_without_all_its_triggers_the_cache_stays_off(caplog, django_assert_num_queries):
+    """Django remakes a table on SQLite to alter it, which drops the table's triggers."""
+    if no_counter_elsewhere():
+        return
+    migration = importlib.import_module("filesystem.migrations.0003_inode_generation")
+    name, create = next(trigger for trigger in migration._triggers(apps)
+                        if trigger[0].endswith("_inode_update"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER {name}")
+    try:
+        row_cache.clear()
+        paths_found("/")
+        with django_assert_num_queries(1):
+            paths_found("/")
+        assert "has 6 of the 7 inode generation triggers" in caplog.text
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(create)
+        row_cache.clear()
+    paths_found("/")
+    with django_assert_num_queries(0):
+        paths_found("/")
