@@ -56,7 +56,10 @@ class _RowCache:
             return None
         name = connection.settings_dict["NAME"]
         try:
-            if not self._usable.get(name, False) and not self._check_triggers(raw, name):
+            usable = self._usable.get(name)
+            if usable is None:
+                usable = self._usable[name] = self._triggers_present(raw, name)
+            if not usable:
                 return None
             generation = raw.execute(_GENERATION_SQL).fetchone()[0]
         except sqlite3.DatabaseError:  # not migrated yet, or broken: the query will tell
@@ -66,16 +69,14 @@ class _RowCache:
             kept = self._by_database[name] = (generation, {})
         return kept[1] if generation == kept[0] else None  # else this thread is behind
 
-    def _check_triggers(self, raw, name: str) -> bool:
-        if name in self._usable:
-            return False  # found missing before
+    @staticmethod
+    def _triggers_present(raw, name: str) -> bool:
         present = raw.execute(_TRIGGERS_SQL).fetchone()[0]
         if present != _TRIGGERS:
             logger.warning("SQLite database %s has %d of the %d inode generation triggers "
                            "(migration 0003; a table remade by a later migration loses "
                            "them): path lookups are not cached", name, present, _TRIGGERS)
-        self._usable[name] = present == _TRIGGERS
-        return self._usable[name]
+        return present == _TRIGGERS
 
     def clear(self) -> None:
         self._by_database.clear()
