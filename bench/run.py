@@ -208,6 +208,12 @@ http {{
         return f"{self.base}{directory}/"
 
 
+def interpreter() -> str:
+    """The Python build serving both CallFS and WsgiDAV: which build it is moved small-request
+    rates by 12-18% on the same machine (BENCHMARKS.md)."""
+    return os.path.realpath(sys.executable)
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -632,7 +638,7 @@ def main() -> int:
 
     print(f"\nCallFS (gunicorn, {layout}) vs nginx WebDAV, "
           f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores "
-          f"({cpu_model()})")
+          f"({cpu_model()}), Python {platform.python_version()} ({interpreter()})")
     print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}  target")
     failed = []
     for label, row in table.items():
@@ -670,7 +676,7 @@ def main() -> int:
     Path(args.output).write_text(json.dumps(
         {"args": vars(args), "gunicorn": layout,
          "machine": {"node": platform.node(), "cores": os.cpu_count(), "cpu": cpu_model(),
-                     "python": platform.python_version()},
+                     "python": platform.python_version(), "interpreter": interpreter()},
          "rounds": rounds, "s3_rounds": s3_rounds, "summary": table,
          "yardsticks": yardsticks}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
