@@ -233,6 +233,8 @@ class WsgiDAV(Server):
 
     def __init__(self, work: Path):
         python = self.venv / "bin" / "python"
+        if python.exists() and os.path.realpath(python) != interpreter():
+            shutil.rmtree(self.venv)  # made by another Python build: the yardstick runs on ours
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *self.packages], check=True,
