@@ -62,14 +62,8 @@ def iter_body(request, cap: int | None = None) -> Iterator[bytes]:
     limit = settings.CALLFS.max_upload_bytes if cap is None else cap
     django_request = _django_request(request)
     meta = django_request.META
-    raw_length = meta.get("CONTENT_LENGTH") or ""
-    if raw_length.strip():
-        try:
-            length = int(raw_length)
-        except ValueError:
-            raise InvalidRequest("Content-Length is not a number") from None
-        if length < 0:
-            raise InvalidRequest("Content-Length is negative")
+    length = announced_length(request)
+    if length is not None:
         if length > limit:
             raise PayloadTooLarge(f"request body is larger than the {limit}-byte upload limit")
         return _read_exact(django_request, length)
@@ -78,6 +72,20 @@ def iter_body(request, cap: int | None = None) -> Iterator[bytes]:
             raise LengthRequired()
         return _read_to_eof(meta["wsgi.input"], limit)
     return iter(())
+
+
+def announced_length(request) -> int | None:
+    """The body's Content-Length (None: not given, e.g. a chunked body); 400 if not a size."""
+    raw_length = _django_request(request).META.get("CONTENT_LENGTH") or ""
+    if not raw_length.strip():
+        return None
+    try:
+        length = int(raw_length)
+    except ValueError:
+        raise InvalidRequest("Content-Length is not a number") from None
+    if length < 0:
+        raise InvalidRequest("Content-Length is negative")
+    return length
 
 
 def has_body(request) -> bool:

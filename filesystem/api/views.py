@@ -29,7 +29,7 @@ from filesystem.api.serializers import (
     MetadataRequest,
     MoveRequest,
 )
-from filesystem.api.streaming import has_body, iter_body, read_json
+from filesystem.api.streaming import announced_length, has_body, iter_body, read_json
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
 
@@ -206,7 +206,8 @@ class FileView(CallFSView):
             services.copy_file(request.user, copy_source, target.path, replace=False)
         else:
             services.create_file(request.user, target.path, iter_body(request),
-                                 expected_sha256=_expected_sha256(request))
+                                 expected_sha256=_expected_sha256(request),
+                                 length=announced_length(request))
         return HttpResponse(status=201)
 
     def put(self, request, path: str = ""):
@@ -221,7 +222,8 @@ class FileView(CallFSView):
         else:
             _, created = services.write_file(
                 request.user, target.path, iter_body(request),
-                expected_sha256=_expected_sha256(request), precondition=precondition)
+                expected_sha256=_expected_sha256(request), precondition=precondition,
+                length=announced_length(request))
         return HttpResponse(status=201 if created else 200)
 
     def patch(self, request, path: str = ""):

@@ -14,7 +14,7 @@ import pytest
 from filesystem.models import Inode
 from filesystem.storage import BackendUnavailable, ChecksumMismatchError, get_backend
 from filesystem.storage.s3 import PART_SIZE, S3Backend
-from tests.helpers import assert_error, body_of, upload
+from tests.helpers import assert_error, body_of, stored_blobs, upload
 
 pytestmark = pytest.mark.s3_live
 
@@ -181,6 +181,20 @@ def test_api_file_lifecycle_on_s3(s3_default, auth_client, django_capture_on_com
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete("/v1/files/s3/a.txt").status_code == 204
     assert not object_exists(s3_default, new_key)
+
+
+def test_small_overwrite_keeps_an_s3_file_on_s3(s3_default, auth_client, settings,
+                                                storage_root):
+    """A small upload is stored at the default placement before its target is looked up; one
+    that replaces a file living elsewhere is stored again where that file lives."""
+    assert upload(auth_client, "/s3/kept.txt", b"on s3").status_code == 201
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, default_backend="localfs")
+    assert upload(auth_client, "/s3/kept.txt", b"still on s3", method="put").status_code == 200
+    inode = Inode.objects.get(path="/s3/kept.txt")
+    assert (inode.backend, inode.node_id) == ("s3", "")
+    assert object_exists(s3_default, inode.blob_key)
+    assert body_of(auth_client.get("/v1/files/s3/kept.txt")) == b"still on s3"
+    assert stored_blobs(storage_root) == set()  # the first, local copy went again
 
 
 def test_api_checksum_mismatch_on_s3_stores_nothing(s3_default, auth_client):
