@@ -450,3 +450,58 @@ def test_many_clients_at_once(start):
 
     run_in_threads(*(partial(client, n) for n in range(16)))
     assert failures == []
+
+
+# --- responses: a small whole body goes out with its head -----------------------------------
+
+
+class _Recorder:
+    """Stands in for the client socket: what each sendall() carried."""
+
+    def __init__(self):
+        self.sends: list[bytes] = []
+
+    def sendall(self, data) -> None:
+        self.sends.append(bytes(data))
+
+
+def _respond(monkeypatch, create, method: str, chunks: list[bytes], length: int) -> list[bytes]:
+    """The sends of one response written by gunicorn's code with `create`'s response class."""
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    monkeypatch.setattr(wsgi.util, "http_date", lambda *_: "Thu, 03 Dec 2026 12:00:00 GMT")
+    client, server = socket.socketpair()
+    with client, server:
+        client.sendall(f"{method} /x HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        cfg = Config()
+        request = next(iter(RequestParser(cfg, server, ("127.0.0.1", 1))))
+        recorder = _Recorder()
+        response, _ = create(request, recorder, ("127.0.0.1", 1), ("127.0.0.1", 2), cfg)
+        response.start_response("200 OK", [("Content-Length", str(length))])
+        for chunk in chunks:
+            response.write(chunk)
+        response.close()
+    return recorder.sends
+
+
+@pytest.mark.parametrize(("method", "chunks", "sends"), [
+    ("GET", [b"small body"], 1),
+    ("GET", [b""], 1),
+    ("GET", [b"x" * (64 * 1024)], 1),
+    ("GET", [b"x" * (64 * 1024 + 1)], 2),  # large: the copy into one buffer would cost more
+    ("GET", [b"in ", b"parts"], 3),  # a streamed body is not held back
+    ("HEAD", [b"no body"], 1),
+])
+def test_a_small_whole_body_is_sent_with_the_head_and_the_bytes_are_gunicorns(
+        monkeypatch, method, chunks, sends):
+    from gunicorn.http import wsgi
+
+    from callfs_site.workers import _SingleSendWsgi
+
+    length = sum(map(len, chunks))
+    ours = _respond(monkeypatch, _SingleSendWsgi().create, method, chunks, length)
+    theirs = _respond(monkeypatch, wsgi.create, method, chunks, length)
+    assert b"".join(ours) == b"".join(theirs)
+    assert len(ours) == sends
