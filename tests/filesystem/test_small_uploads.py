@@ -29,10 +29,14 @@ def inode_lookups(client, path: str, data: bytes, method: str = "put") -> tuple[
 
 
 @pytest.mark.parametrize("method", ["post", "put"])
-def test_a_small_upload_looks_its_path_up_once_a_large_one_twice(auth_client, method):
+def test_a_small_upload_is_looked_up_once_on_sqlite(auth_client, method):
     assert upload(auth_client, "/d/seed.txt", b"x").status_code == 201
-    assert inode_lookups(auth_client, "/d/small.bin", SMALL, method) == (201, 1)
-    assert inode_lookups(auth_client, "/d/large.bin", LARGE, method) == (201, 2)
+    small = inode_lookups(auth_client, "/d/small.bin", SMALL, method)
+    large = inode_lookups(auth_client, "/d/large.bin", LARGE, method)
+    if connection.vendor == "sqlite":  # BEGIN locks the database: the walk is the only query
+        assert (small, large) == ((201, 1), (201, 2))
+    else:  # row locks: the walk, the entry's lock and the parent's stay three statements
+        assert small == large == (201, 3)
     assert body_of(auth_client.get("/v1/files/d/small.bin")) == SMALL
     assert body_of(auth_client.get("/v1/files/d/large.bin")) == LARGE
 
