@@ -35,7 +35,7 @@ from filesystem.services.lookup import _check_can_create, _walk, stat
 _RETRIES = 5
 _LOOK_UP = object()
 # Up to this many bytes (by Content-Length) an upload is read into memory and stored before
-# anything is looked up, and checked once, under the lock: a small PUT cost 17% fewer
+# anything is looked up, and checked once, under the lock: a small PUT cost 14% fewer
 # instructions without the lookup before storing (BENCHMARKS.md). Larger bodies are checked
 # first, so that a refused upload is refused before its bytes are read.
 SMALL_UPLOAD = 64 * 1024
@@ -243,13 +243,18 @@ def _insert_new(inode: Inode) -> Inode:
         raise FileAlreadyExists() from None
 
 
-def _store_small_first(user: User, path: str, data: bytes, *, replace: bool,
-                       expected_sha256: str | None,
-                       precondition: Precondition | None) -> tuple[Inode, bool] | None:
-    """A small upload, already in memory: stored at this node's default placement first, then
-    checked and committed with one lookup under the lock (`_commit(checked=False)`), instead of
-    a lookup before storing and another under the lock. None if the file it overwrites lives
-    elsewhere: its blob is gone again and the caller takes the long way."""
+def _store_small_first(user: User, path: str, chunks: Iterable[bytes], length: int | None, *,
+                       replace: bool, expected_sha256: str | None,
+                       precondition: Precondition | None
+                       ) -> tuple[tuple[Inode, bool] | None, Iterable[bytes]]:
+    """An upload of at most SMALL_UPLOAD bytes by `length`, read into memory: stored at this
+    node's default placement first, then checked and committed with one lookup under the lock
+    (`_commit(checked=False)`), instead of a lookup before storing and another under the lock.
+    Returns (the result, or None for the long way, taken by larger uploads and by an overwrite
+    of a file that lives elsewhere, whose first copy is gone again; the body's chunks for it)."""
+    if length is None or length > SMALL_UPLOAD:
+        return None, chunks
+    data = b"".join(chunks)
     try:
         blob = _store([data], expected_sha256)
     except Exception:
@@ -259,13 +264,9 @@ def _store_small_first(user: User, path: str, data: bytes, *, replace: bool,
         raise
     try:
         return _commit(user, path, blob, replace=replace, precondition=precondition,
-                       checked=False)
+                       checked=False), [data]
     except _StoredElsewhere:
-        return None
-
-
-def _is_small(length: int | None) -> bool:
-    return length is not None and length <= SMALL_UPLOAD
+        return None, [data]
 
 
 def create_file(user: User, path: str, chunks: Iterable[bytes], *,
@@ -274,11 +275,10 @@ def create_file(user: User, path: str, chunks: Iterable[bytes], *,
     `length`: the body's announced size, if known (small bodies take a shorter way)."""
     if path == paths.ROOT:
         raise FileAlreadyExists("the root directory exists")
-    if _is_small(length):
-        created = _store_small_first(user, path, b"".join(chunks), replace=False,
-                                     expected_sha256=expected_sha256, precondition=None)
-        if created is not None:  # never None: there is nothing to overwrite
-            return created[0]
+    created, chunks = _store_small_first(user, path, chunks, length, replace=False,
+                                         expected_sha256=expected_sha256, precondition=None)
+    if created is not None:
+        return created[0]
     _check_target(user, path, replace=False, precondition=None)
     return _commit(user, path, _store(chunks, expected_sha256), replace=False,
                    precondition=None)[0]
@@ -290,13 +290,11 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
                length: int | None = None) -> tuple[Inode, bool]:
     """PUT: create or overwrite a file; concurrent writers end with exactly one writer's bytes.
     Returns (inode, created). `length`: the body's announced size, if known."""
-    if _is_small(length):
-        data = b"".join(chunks)
-        written = _store_small_first(user, path, data, replace=True,
-                                     expected_sha256=expected_sha256, precondition=precondition)
-        if written is not None:
-            return written
-        chunks = [data]
+    written, chunks = _store_small_first(user, path, chunks, length, replace=True,
+                                         expected_sha256=expected_sha256,
+                                         precondition=precondition)
+    if written is not None:
+        return written
     existing = _check_target(user, path, replace=True, precondition=precondition)
     # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
     # PUT to the owner); a new file goes to this node's default backend.
