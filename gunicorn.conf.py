@@ -109,7 +109,9 @@ def pre_fork(server, worker):
 def post_fork(server, worker):
     sys.setswitchinterval(_switch_interval)
     if _pin_workers:
-        os.sched_setaffinity(0, {worker.callfs_cpu})
+        from callfs_site.cpus import pin_process
+
+        pin_process(worker.callfs_cpu)
 
 
 def child_exit(server, worker):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import socket
@@ -61,6 +62,49 @@ def test_pinning_can_be_switched_off(load_conf):
     conf = load_conf(CALLFS_PIN_WORKERS="0")
     worker = spawn(conf, SimpleNamespace(WORKERS={}))
     assert not hasattr(worker, "callfs_cpu")
+
+
+PIN_THEN_UNPIN_A_THREAD = """
+import json, os, sys, threading
+from callfs_site.cpus import pin_process, unpin_thread
+allowed = sorted(os.sched_getaffinity(0))
+pin_process(allowed[-1])
+seen = {}
+def helper(name, unpin):
+    if unpin:
+        unpin_thread()
+    seen[name] = sorted(os.sched_getaffinity(0))
+for name, unpin in (("helper", True), ("plain", False)):
+    thread = threading.Thread(target=helper, args=(name, unpin))
+    thread.start()
+    thread.join()
+seen["main"] = sorted(os.sched_getaffinity(0))
+print(json.dumps({"allowed": allowed, **seen}))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_pinned_worker_s_helper_thread_unpins_only_itself():
+    """post_fork pins the worker (threads inherit it); a large upload's helper threads run on
+    every CPU the worker had before (callfs_site.cpus). In a child: pytest must stay unpinned."""
+    result = subprocess.run([sys.executable, "-c", PIN_THEN_UNPIN_A_THREAD], cwd=CONF.parent,
+                            capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(result.stdout)
+    pinned = seen["allowed"][-1:]
+    assert seen == {"allowed": seen["allowed"], "helper": seen["allowed"], "plain": pinned,
+                    "main": pinned}
+
+
+def test_post_fork_pins_the_worker_through_callfs_site_cpus(load_conf, monkeypatch):
+    from callfs_site import cpus
+
+    pinned = []
+    monkeypatch.setattr(cpus, "pin_process", pinned.append)
+    monkeypatch.setattr(sys, "setswitchinterval", lambda interval: None)
+    conf = load_conf(CALLFS_PIN_WORKERS="1")
+    worker = spawn(conf, SimpleNamespace(WORKERS={}))
+    conf["post_fork"](SimpleNamespace(), worker)
+    assert pinned == [worker.callfs_cpu]
 
 
 @pytest.mark.parametrize(("bind", "reuse_port"), [("127.0.0.1:8123", True),

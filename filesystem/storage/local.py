@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from callfs_site.cpus import unpin_thread
 from filesystem.storage.base import (
     BlobReader,
     ChecksumMismatchError,
@@ -38,7 +39,7 @@ from filesystem.storage.base import (
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
-PIPELINE_DEPTH = 2  # chunks in flight between the receiving and the writing thread
+PIPELINE_DEPTH = 2  # chunks queued for each helper thread of a large upload
 SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
 SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
 T = TypeVar("T")
@@ -50,59 +51,74 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+class _Stage:
+    """A helper thread that does `work` to each chunk it is handed, in order. After a failure it
+    keeps taking chunks (so the request thread never blocks on a full queue) and does nothing."""
+
+    def __init__(self, work: Callable[[bytes], object], name: str):
+        self.work = work
+        self.queue: queue.Queue[bytes | None] = queue.Queue(PIPELINE_DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        unpin_thread()  # any CPU, not only the pinned request thread's (callfs_site.cpus)
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.work(chunk)
+                except BaseException as exc:  # reported to the request thread by the sink
+                    self.error = exc
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
 class _BlobSink:
-    """Hashes and writes an upload. Past PIPELINE_AFTER bytes a helper thread does both while
-    the request thread keeps receiving: recv(), sha256 and write() all release the GIL, so a
-    large upload uses both cores instead of taking turns on one (small uploads stay inline)."""
+    """Hashes and writes an upload. Past PIPELINE_AFTER bytes two helper threads take over, one
+    hashing and one writing, while the request thread keeps receiving: recv(), sha256 and
+    write() all release the GIL, so the three run side by side instead of taking turns (one
+    thread hashing and writing was the slowest of them). Small uploads stay inline."""
 
     def __init__(self, fd: int):
         self.fd = fd
         self.digest = hashlib.sha256()
         self.size = self.flushed = 0
-        self.queue: queue.Queue | None = None
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self.stages: list[_Stage] = []
 
-    def _consume(self, chunk: bytes) -> None:
-        self.digest.update(chunk)
+    def _write(self, chunk: bytes) -> None:
         _write_all(self.fd, chunk)
         self.size += len(chunk)
         if self.size - self.flushed >= WRITEBACK_BYTES:
             # Start writing this stretch to disk now, while the rest arrives, so the final
-            # fsync has little left to wait for; it also keeps uploads out of the page cache.
+            # fsync has little left to wait for.
             os.posix_fadvise(self.fd, self.flushed, self.size - self.flushed,
                              os.POSIX_FADV_DONTNEED)
             self.flushed = self.size
 
     def add(self, chunk: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        if self.queue is not None:
-            self.queue.put(chunk)
+        if self.stages:
+            for stage in self.stages:
+                if stage.error is not None:
+                    raise stage.error
+                stage.queue.put(chunk)  # the same bytes object: no copy
             return
-        self._consume(chunk)
+        self.digest.update(chunk)
+        self._write(chunk)
         if self.size >= PIPELINE_AFTER:
-            self.queue = queue.Queue(PIPELINE_DEPTH)
-            self.thread = threading.Thread(target=self._drain, name="callfs-blob-writer",
-                                           daemon=True)
-            self.thread.start()
-
-    def _drain(self) -> None:
-        while (chunk := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._consume(chunk)
-                except BaseException as exc:  # reported to the request thread by add/close
-                    self.error = exc
+            self.stages = [_Stage(self.digest.update, "callfs-blob-hasher"),
+                           _Stage(self._write, "callfs-blob-writer")]
 
     def close(self) -> None:
-        """Wait for the writer; raise what it failed with."""
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            raise self.error
+        """Wait for the helpers; raise what one failed with."""
+        stages, self.stages = self.stages, []
+        for stage in stages:
+            stage.stop()
+        for stage in stages:
+            if stage.error is not None:
+                raise stage.error
 
 
 class LocalFileReader(BlobReader):

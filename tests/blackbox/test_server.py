@@ -794,6 +794,46 @@ def test_workers_are_pinned_to_different_cpus(server: Server):
     assert len({next(iter(allowed)) for allowed in pinned}) == min(len(workers), len(cpus))
 
 
+def _unpinned_threads(workers: list[int], cpus: set[int]) -> list[int]:
+    found = []
+    for pid in workers:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                if os.sched_getaffinity(int(task.name)) == cpus:
+                    found.append(int(task.name))
+            except ProcessLookupError:  # a thread that just ended
+                pass
+    return found
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_large_upload_hashes_and_writes_off_the_pinned_cpu(server: Server):
+    """Its two helper threads (hashing, writing) leave the worker's pin while the upload runs,
+    then end: pinned, the three stages took turns on one core (callfs_site.cpus)."""
+    cpus = set(os.sched_getaffinity(0))
+    workers = server.workers()
+    assert _unpinned_threads(workers, cpus) == []
+    body = os.urandom(16 * MiB)
+    head = (f"PUT {server.raw_target('pinning/large.bin')} HTTP/1.1\r\nHost: {server.host}\r\n"
+            f"Authorization: Bearer {server.alice_key}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head + body[:8 * MiB])  # past the inline part (PIPELINE_AFTER)
+        deadline = time.monotonic() + 10
+        while len(helpers := _unpinned_threads(workers, cpus)) < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(helpers) == 2, helpers
+        sock.sendall(body[8 * MiB:])
+        response = _parse_response(_read_all(sock))
+    assert response.status == 201, response
+    assert get_bytes(server.session(), server.url("pinning/large.bin")) == body
+    deadline = time.monotonic() + 5
+    while _unpinned_threads(workers, cpus) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _unpinned_threads(workers, cpus) == []
+
+
 def test_each_worker_listens_on_its_own_socket(server: Server):
     """SO_REUSEPORT: the kernel spreads new connections over one listening socket per worker
     (a single shared socket let one worker take a whole burst of keep-alive connections)."""

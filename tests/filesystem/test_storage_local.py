@@ -3,8 +3,11 @@ uploads."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,12 +28,42 @@ def chunks(total: int, size: int = MIB):
         yield (index.to_bytes(4, "big") * (size // 4))
 
 
-def test_large_writes_go_through_the_writer_thread_and_hash_right(local):
+class _RecordingSha256:
+    """hashlib.sha256 that notes which thread hashed how many bytes."""
+
+    def __init__(self, log: list):
+        self._digest, self._log = hashlib.sha256(), log
+
+    def update(self, data: bytes) -> None:
+        self._log.append((threading.current_thread().name, len(data)))
+        self._digest.update(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def test_large_writes_are_hashed_and_written_by_two_unpinned_helpers(local, monkeypatch):
+    hashed, written, unpinned = [], [], []
+    write_all = local_module._write_all
+    monkeypatch.setattr(local_module, "hashlib",
+                        SimpleNamespace(sha256=lambda: _RecordingSha256(hashed)))
+    monkeypatch.setattr(local_module, "_write_all", lambda fd, data: (
+        written.append((threading.current_thread().name, len(data))), write_all(fd, data)))
+    monkeypatch.setattr(local_module, "unpin_thread",
+                        lambda: unpinned.append(threading.current_thread().name))
     total = PIPELINE_AFTER * 5
     expected = hashlib.sha256(b"".join(chunks(total))).hexdigest()
     key = local.new_key()
     result = local.write(key, chunks(total))
     assert (result.size, result.sha256) == (total, expected)
+    inline = PIPELINE_AFTER // MIB
+    request_thread = threading.current_thread().name
+    assert hashed == [(request_thread, MIB)] * inline + [("callfs-blob-hasher", MIB)] * (
+        total // MIB - inline)
+    assert written == [(request_thread, MIB)] * inline + [("callfs-blob-writer", MIB)] * (
+        total // MIB - inline)
+    assert sorted(unpinned) == ["callfs-blob-hasher", "callfs-blob-writer"]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
     with local.open(key) as reader:
         assert hashlib.sha256(reader.read()).hexdigest() == expected
     with local.open(key, MIB + 3, 10) as reader:
@@ -51,6 +84,39 @@ def test_a_stream_that_fails_midway_leaves_nothing(local, storage_root, fail_aft
     with pytest.raises(FileNotFoundError):
         local.size(key)
     assert os.listdir(storage_root / "tmp") == []
+
+
+@pytest.mark.parametrize("stage", ["_write_all", "hashlib"])
+def test_a_helper_that_fails_midway_fails_the_write_and_leaves_nothing(local, storage_root,
+                                                                      monkeypatch, stage):
+    calls = 0
+
+    def fail_later(*args):
+        nonlocal calls
+        calls += 1
+        if calls == PIPELINE_AFTER // MIB + 2:  # a helper's second chunk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args)
+
+    if stage == "hashlib":
+        real_sha256 = hashlib.sha256
+
+        def sha256():
+            digest = real_sha256()
+            return SimpleNamespace(update=lambda data: fail_later(digest, data),
+                                   hexdigest=digest.hexdigest)
+        real = real_sha256().__class__.update
+        monkeypatch.setattr(local_module, "hashlib", SimpleNamespace(sha256=sha256))
+    else:
+        real = local_module._write_all
+        monkeypatch.setattr(local_module, "_write_all", fail_later)
+    key = local.new_key()
+    with pytest.raises(OSError, match="No space left"):
+        local.write(key, chunks(PIPELINE_AFTER * 4))
+    with pytest.raises(FileNotFoundError):
+        local.size(key)
+    assert os.listdir(storage_root / "tmp") == []
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
 
 
 def test_a_checksum_mismatch_leaves_nothing(local, storage_root):
