@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -498,10 +500,92 @@ def test_a_small_whole_body_is_sent_with_the_head_and_the_bytes_are_gunicorns(
         monkeypatch, method, chunks, sends):
     from gunicorn.http import wsgi
 
-    from callfs_site.workers import _SingleSendWsgi
+    from callfs_site.workers import _PackedResponseWsgi
 
     length = sum(map(len, chunks))
-    ours = _respond(monkeypatch, _SingleSendWsgi().create, method, chunks, length)
+    ours = _respond(monkeypatch, _PackedResponseWsgi().create, method, chunks, length)
     theirs = _respond(monkeypatch, wsgi.create, method, chunks, length)
     assert b"".join(ours) == b"".join(theirs)
     assert len(ours) == sends
+
+
+_SENDFILE = socket.socket.sendfile
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def _send_file(monkeypatch, create, path, method: str = "GET", pair=_tcp_pair
+               ) -> tuple[bytes, list[int]]:
+    """What the client receives for `path` sent by gunicorn's write_file with `create`'s
+    response class over a `pair()` of sockets, and TCP_CORK as seen during each sendfile()
+    (None on a unix socket)."""
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    monkeypatch.setattr(wsgi.util, "http_date", lambda *_: "Thu, 03 Dec 2026 12:00:00 GMT")
+    cork_during_sendfile = []
+
+    def watched_sendfile(sock, *args, **kwargs):
+        cork_during_sendfile.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+                                    if sock.family != socket.AF_UNIX else None)
+        return _SENDFILE(sock, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "sendfile", watched_sendfile)
+    client, server = pair()
+    received = bytearray()
+
+    def receive() -> None:
+        while data := client.recv(1 << 20):
+            received.extend(data)
+
+    receiver = threading.Thread(target=receive)
+    with client, server, open(path, "rb") as file:
+        client.sendall(f"{method} /x HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        receiver.start()
+        cfg = Config()
+        request = next(iter(RequestParser(cfg, server, ("127.0.0.1", 1))))
+        response, _ = create(request, server, ("127.0.0.1", 1), ("127.0.0.1", 2), cfg)
+        response.start_response("200 OK", [("Content-Length", str(os.path.getsize(path)))])
+        response.write_file(wsgi.FileWrapper(file))
+        response.close()
+        if server.family != socket.AF_UNIX:
+            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0  # uncorked
+        server.shutdown(socket.SHUT_WR)
+        receiver.join()
+    return bytes(received), cork_during_sendfile
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_file_goes_out_corked_and_the_bytes_are_gunicorns(monkeypatch, tmp_path, method):
+    from gunicorn.http import wsgi
+
+    from callfs_site.workers import _PackedResponseWsgi
+
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    ours, our_corks = _send_file(monkeypatch, _PackedResponseWsgi().create, path, method)
+    theirs, their_corks = _send_file(monkeypatch, wsgi.create, path, method)
+    assert ours == theirs
+    assert ours.endswith(path.read_bytes()) == (method == "GET")
+    expected_sendfiles = 1 if method == "GET" else 0
+    assert (our_corks, their_corks) == ([1] * expected_sendfiles, [0] * expected_sendfiles)
+
+
+def test_a_file_over_a_unix_socket_is_sent_as_gunicorn_sends_it(monkeypatch, tmp_path):
+    """CALLFS_BIND=unix:...: there is no TCP_CORK to set."""
+    from gunicorn.http import wsgi
+
+    from callfs_site.workers import _PackedResponseWsgi
+
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom(256 * 1024))
+    ours = _send_file(monkeypatch, _PackedResponseWsgi().create, path, pair=socket.socketpair)
+    theirs = _send_file(monkeypatch, wsgi.create, path, pair=socket.socketpair)
+    assert ours == theirs == (ours[0], [None])
+    assert ours[0].endswith(path.read_bytes())
