@@ -387,6 +387,50 @@ def test_a_body_read_in_with_its_head_reaches_the_app_whole_and_in_order(start):
     assert sock.receive()[2].startswith(b"ok /after ")
 
 
+@pytest.mark.parametrize("piece", [-1, 1000, 64 * 1024, 64 * 1024 + 1, 1024 * 1024])
+def test_a_large_body_read_in_pieces_arrives_whole_and_in_order(start, piece):
+    """Reads of 64 KiB and more are received straight into one buffer (CollectedHeadUnreader),
+    smaller ones through gunicorn's read-ahead; mixed, with body bytes that came with the head
+    and a pipelined request behind the body, the app still sees every byte once, in order."""
+    server = start()
+    sock = server.connect()
+    body = b"".join(n.to_bytes(4, "big") for n in range(800_000))  # 3.1 MB, a counter
+    head = f"POST /digest?piece={piece} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
+    sent = head.encode() + body + b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n"
+    for start_at in range(0, len(sent), 200_003):  # in uneven pieces, some straddling the head
+        sock.sock.sendall(sent[start_at:start_at + 200_003])
+        time.sleep(0.001)
+    assert sock.receive()[2] == hashlib.sha256(body).hexdigest().encode()
+    assert sock.receive()[2].startswith(b"ok /after ")
+
+
+def test_a_direct_read_takes_exactly_what_it_asks_for_in_one_recv():
+    from callfs_site.workers import DIRECT_READ_BYTES, CollectedHeadUnreader
+
+    class CountingSocket:
+        def __init__(self, sock):
+            self.sock, self.recvs = sock, []
+
+        def recv(self, size, flags=0):
+            data = self.sock.recv(size, flags)
+            self.recvs.append((size, flags, len(data)))
+            return data
+
+    client, server = socket.socketpair()
+    with client, server:
+        counting = CountingSocket(server)
+        unreader = CollectedHeadUnreader(counting)
+        unreader.unread(b"a" * 100)  # left over from the head
+        size = DIRECT_READ_BYTES * 2
+        client.sendall(b"b" * (size - 100) + b"c" * 10)
+        assert unreader.read(size) == b"a" * 100 + b"b" * (size - 100)
+        assert counting.recvs == [(size - 100, socket.MSG_WAITALL, size - 100)]
+        assert unreader.buf.getvalue() == b""  # nothing read ahead
+        client.shutdown(socket.SHUT_WR)
+        assert unreader.read(size) == b"c" * 10  # the body ended early: what there is
+        assert unreader.read(size) == b""
+
+
 def test_client_closing_mid_request_costs_nothing(start):
     server = start()
     for _ in range(10):

@@ -1,7 +1,8 @@
 """A bare WSGI app for tests/test_worker.py: the worker's behaviour without Django's cost.
 
-GET /slow?seconds=S sleeps, /echo answers the request body's length and /digest its SHA-256,
-/crash raises (with a secret in the error), anything else "ok".
+GET /slow?seconds=S sleeps, /echo answers the request body's length and /digest its SHA-256
+(read in pieces of ?piece=N bytes if given), /crash raises (with a secret in the error),
+anything else "ok".
 """
 
 import hashlib
@@ -19,7 +20,11 @@ def app(environ, start_response):
     if path == "/echo":
         body = str(len(environ["wsgi.input"].read())).encode()
     elif path == "/digest":
-        body = hashlib.sha256(environ["wsgi.input"].read()).hexdigest().encode()
+        piece = int(parse_qs(environ["QUERY_STRING"]).get("piece", ["-1"])[0])
+        digest = hashlib.sha256()
+        while data := environ["wsgi.input"].read(piece):
+            digest.update(data)
+        body = digest.hexdigest().encode()
     else:
         body = f"ok {path} {os.getpid()}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])

@@ -39,7 +39,7 @@ from filesystem.storage.base import (
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
-PIPELINE_DEPTH = 2  # chunks queued for each helper thread of a large upload
+PIPELINE_DEPTH = 1  # chunks queued for each helper thread of a large upload
 SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
 SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
 T = TypeVar("T")
