@@ -108,8 +108,9 @@ class _BlobSink:
         self.digest.update(chunk)
         self._write(chunk)
         if self.size >= PIPELINE_AFTER:
-            self.stages = [_Stage(self.digest.update, "callfs-blob-hasher"),
-                           _Stage(self._write, "callfs-blob-writer")]
+            # One at a time: should the second fail to start, close() still stops the first.
+            self.stages.append(_Stage(self.digest.update, "callfs-blob-hasher"))
+            self.stages.append(_Stage(self._write, "callfs-blob-writer"))
 
     def close(self) -> None:
         """Wait for the helpers; raise what one failed with."""

@@ -119,6 +119,25 @@ def test_a_helper_that_fails_midway_fails_the_write_and_leaves_nothing(local, st
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
 
 
+def test_a_helper_that_cannot_start_fails_the_write_and_leaves_no_thread(local, storage_root,
+                                                                        monkeypatch):
+    real_start = threading.Thread.start
+
+    def start(thread):
+        if thread.name == "callfs-blob-writer":
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    key = local.new_key()
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        local.write(key, chunks(PIPELINE_AFTER * 2))
+    with pytest.raises(FileNotFoundError):
+        local.size(key)
+    assert os.listdir(storage_root / "tmp") == []
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
+
+
 def test_a_checksum_mismatch_leaves_nothing(local, storage_root):
     key = local.new_key()
     with pytest.raises(ChecksumMismatchError):
