@@ -27,6 +27,7 @@ import errno
 import io
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -55,7 +56,7 @@ HOUSEKEEPING_SECONDS = 0.5
 HEAD_READ_BYTES = 64 * 1024
 HEAD_SECONDS = 30.0
 # Reads of a request body this large are received straight into one buffer
-# (CollectedHeadUnreader.read).
+# (DirectReadUnreader).
 DIRECT_READ_BYTES = 64 * 1024
 # Bodies up to this size, complete in one piece, are sent with the response head.
 SINGLE_SEND_BYTES = 64 * 1024
@@ -166,7 +167,7 @@ class PollingThreadWorker(ThreadWorker):
         with self._lock:
             try:
                 if sock is not None:
-                    conn = TConn(self.cfg, sock, client, listener.getsockname())
+                    conn = _Connection(self.cfg, sock, client, listener.getsockname())
                     conn.callfs_head = None  # a request head still arriving: a bytearray
                     conn.callfs_collects_heads = self._collects_heads(conn)
                     # gthread gives a silent new connection its data wait plus a keep-alive.
@@ -321,7 +322,48 @@ class PollingThreadWorker(ThreadWorker):
             conn.close()
 
 
-class CollectedHeadUnreader(SocketUnreader):
+class DirectReadUnreader(SocketUnreader):
+    """gunicorn's socket reader, except a large read, a piece of a request body, is received
+    straight into one buffer of the size asked for. gunicorn's reads up to 1 MiB past what is
+    asked into a BytesIO and slices: each 1 MiB piece of an upload passed through about five
+    buffers, ~6 MiB at once (memray). Serving threads read with the socket blocking."""
+
+    def _holds_more(self) -> bool:
+        return False
+
+    def read(self, size=None, read_ahead=None):
+        if size is None or size < DIRECT_READ_BYTES or self._holds_more():
+            return super().read(size, read_ahead)
+        self.buf.seek(0, io.SEEK_END)
+        if self.buf.tell() >= size:
+            return super().read(size, read_ahead)
+        pieces = [self.buf.getvalue()] if self.buf.tell() else []
+        self.buf = io.BytesIO()
+        missing = size - len(pieces[0]) if pieces else size
+        # TLS gives at most a record per recv() and takes no flags; plain TCP fills the buffer
+        # in one call (MSG_WAITALL), unless the body ends early or a signal cuts it short.
+        flags = 0 if isinstance(self.sock, ssl.SSLSocket) else socket.MSG_WAITALL
+        while missing > 0:
+            piece = self.sock.recv(missing, flags)
+            if not piece:
+                break
+            pieces.append(piece)
+            missing -= len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+class _Connection(TConn):
+    """gthread's connection, its HTTP/1 parser reading through DirectReadUnreader (TLS too;
+    plain-HTTP connections swap in CollectedHeadUnreader once their head is collected)."""
+
+    def init(self):
+        super().init()
+        unreader = getattr(self.parser, "unreader", None)  # HTTP/2 has a parser of its own
+        if type(unreader) is SocketUnreader:
+            self.parser.unreader = DirectReadUnreader(self.sock)
+
+
+class CollectedHeadUnreader(DirectReadUnreader):
     """gunicorn's socket reader, giving out a head collected in the poll set before reading the
     socket, in the pieces recv() would have returned. The parser measures a head only after each
     further read: an oversized head handed over in one piece would have it wait on the socket
@@ -349,26 +391,8 @@ class CollectedHeadUnreader(SocketUnreader):
         self._collected.clear()
         return ahead
 
-    def read(self, size=None, read_ahead=None):
-        """gunicorn's, except a large read, a piece of a request body, is received straight into
-        one buffer of the size asked for (MSG_WAITALL; the socket blocks while a thread serves
-        it). gunicorn's reads ahead up to 1 MiB more into a BytesIO and slices: each 1 MiB
-        piece of an upload passed through about five buffers, ~6 MiB at once (memray)."""
-        if size is None or size < DIRECT_READ_BYTES or self._collected:
-            return super().read(size, read_ahead)
-        self.buf.seek(0, io.SEEK_END)
-        if self.buf.tell() >= size:
-            return super().read(size, read_ahead)
-        pieces = [self.buf.getvalue()] if self.buf.tell() else []
-        self.buf = io.BytesIO()
-        missing = size - len(pieces[0]) if pieces else size
-        while missing > 0:  # once, unless the body ends early or a signal cuts recv() short
-            piece = self.sock.recv(missing, socket.MSG_WAITALL)
-            if not piece:
-                break
-            pieces.append(piece)
-            missing -= len(piece)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    def _holds_more(self) -> bool:
+        return bool(self._collected)
 
 
 def _readable(sock) -> bool:

@@ -387,13 +387,14 @@ def test_a_body_read_in_with_its_head_reaches_the_app_whole_and_in_order(start):
     assert sock.receive()[2].startswith(b"ok /after ")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest.mark.parametrize("piece", [-1, 1000, 64 * 1024, 64 * 1024 + 1, 1024 * 1024])
-def test_a_large_body_read_in_pieces_arrives_whole_and_in_order(start, piece):
-    """Reads of 64 KiB and more are received straight into one buffer (CollectedHeadUnreader),
+def test_a_large_body_read_in_pieces_arrives_whole_and_in_order(start, tls_options, piece, tls):
+    """Reads of 64 KiB and more are received straight into one buffer (DirectReadUnreader),
     smaller ones through gunicorn's read-ahead; mixed, with body bytes that came with the head
     and a pipelined request behind the body, the app still sees every byte once, in order."""
-    server = start()
-    sock = server.connect()
+    server = start(*(tls_options if tls else ()))
+    sock = server.connect(tls=tls)
     body = b"".join(n.to_bytes(4, "big") for n in range(800_000))  # 3.1 MB, a counter
     head = f"POST /digest?piece={piece} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
     sent = head.encode() + body + b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -419,7 +420,7 @@ def test_a_direct_read_takes_exactly_what_it_asks_for_in_one_recv():
     client, server = socket.socketpair()
     with client, server:
         counting = CountingSocket(server)
-        unreader = CollectedHeadUnreader(counting)
+        unreader = CollectedHeadUnreader(counting)  # a DirectReadUnreader
         unreader.unread(b"a" * 100)  # left over from the head
         size = DIRECT_READ_BYTES * 2
         client.sendall(b"b" * (size - 100) + b"c" * 10)
@@ -633,3 +634,16 @@ def test_a_file_over_a_unix_socket_is_sent_as_gunicorn_sends_it(monkeypatch, tmp
     theirs = _send_file(monkeypatch, wsgi.create, path, pair=socket.socketpair)
     assert ours == theirs == (ours[0], [None])
     assert ours[0].endswith(path.read_bytes())
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_every_http1_connection_reads_bodies_directly(start, tls_options, tls):
+    """TLS connections too (their recv() takes no MSG_WAITALL: ssl.SSLSocket refuses flags);
+    plain-HTTP ones through the head collector, which is a direct reader as well."""
+    server = start(*(tls_options if tls else ()))
+    sock = server.connect(tls=tls)
+    body = os.urandom(3 * 1024 * 1024)
+    sock.sock.sendall(f"POST /unreader HTTP/1.1\r\nHost: t\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    expected = "DirectReadUnreader" if tls else "CollectedHeadUnreader"
+    assert sock.receive()[2] == f"{expected} {len(body)}".encode()

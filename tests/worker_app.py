@@ -1,8 +1,9 @@
 """A bare WSGI app for tests/test_worker.py: the worker's behaviour without Django's cost.
 
 GET /slow?seconds=S sleeps, /echo answers the request body's length and /digest its SHA-256
-(read in pieces of ?piece=N bytes if given), /crash raises (with a secret in the error),
-anything else "ok".
+(read in pieces of ?piece=N bytes if given), /unreader the class of gunicorn's socket reader
+behind the body and the body's length, /crash raises (with a secret in the error), anything
+else "ok".
 """
 
 import hashlib
@@ -25,6 +26,10 @@ def app(environ, start_response):
         while data := environ["wsgi.input"].read(piece):
             digest.update(data)
         body = digest.hexdigest().encode()
+    elif path == "/unreader":
+        stream = environ["wsgi.input"]
+        length = len(stream.read())
+        body = f"{type(stream.reader.unreader).__name__} {length}".encode()
     else:
         body = f"ok {path} {os.getpid()}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
