@@ -328,11 +328,13 @@ class DirectReadUnreader(SocketUnreader):
     asked into a BytesIO and slices: each 1 MiB piece of an upload passed through about five
     buffers, ~6 MiB at once (memray). Serving threads read with the socket blocking."""
 
-    def _holds_more(self) -> bool:
+    def _holds_bytes_elsewhere(self) -> bool:
+        """Are bytes waiting outside `buf` that a read must give out first? (The head
+        collector's.) Then gunicorn's own read takes them in order."""
         return False
 
     def read(self, size=None, read_ahead=None):
-        if size is None or size < DIRECT_READ_BYTES or self._holds_more():
+        if size is None or size < DIRECT_READ_BYTES or self._holds_bytes_elsewhere():
             return super().read(size, read_ahead)
         self.buf.seek(0, io.SEEK_END)
         if self.buf.tell() >= size:
@@ -391,7 +393,7 @@ class CollectedHeadUnreader(DirectReadUnreader):
         self._collected.clear()
         return ahead
 
-    def _holds_more(self) -> bool:
+    def _holds_bytes_elsewhere(self) -> bool:
         return bool(self._collected)
 
 
