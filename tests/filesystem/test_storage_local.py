@@ -23,6 +23,19 @@ def local(storage_root):
     return LocalStorage(storage_root)
 
 
+def _blob_helpers() -> list[str]:
+    return [thread.name for thread in threading.enumerate()
+            if thread.name.startswith("callfs-blob")]
+
+
+def assert_nothing_left(local, storage_root, key: str) -> None:
+    """A failed write: no blob under its key, no temp file, no helper thread still running."""
+    with pytest.raises(FileNotFoundError):
+        local.size(key)
+    assert os.listdir(storage_root / "tmp") == []
+    assert _blob_helpers() == []
+
+
 def chunks(total: int, size: int = MIB):
     for index in range(total // size):
         yield (index.to_bytes(4, "big") * (size // 4))
@@ -63,7 +76,7 @@ def test_large_writes_are_hashed_and_written_by_two_unpinned_helpers(local, monk
     assert written == [(request_thread, MIB)] * inline + [("callfs-blob-writer", MIB)] * (
         total // MIB - inline)
     assert sorted(unpinned) == ["callfs-blob-hasher", "callfs-blob-writer"]
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
+    assert _blob_helpers() == []
     with local.open(key) as reader:
         assert hashlib.sha256(reader.read()).hexdigest() == expected
     with local.open(key, MIB + 3, 10) as reader:
@@ -81,9 +94,7 @@ def test_a_stream_that_fails_midway_leaves_nothing(local, storage_root, fail_aft
     key = local.new_key()
     with pytest.raises(ConnectionResetError):
         local.write(key, broken())
-    with pytest.raises(FileNotFoundError):
-        local.size(key)
-    assert os.listdir(storage_root / "tmp") == []
+    assert_nothing_left(local, storage_root, key)
 
 
 @pytest.mark.parametrize("stage", ["_write_all", "hashlib"])
@@ -113,10 +124,7 @@ def test_a_helper_that_fails_midway_fails_the_write_and_leaves_nothing(local, st
     key = local.new_key()
     with pytest.raises(OSError, match="No space left"):
         local.write(key, chunks(PIPELINE_AFTER * 4))
-    with pytest.raises(FileNotFoundError):
-        local.size(key)
-    assert os.listdir(storage_root / "tmp") == []
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
+    assert_nothing_left(local, storage_root, key)
 
 
 def test_a_helper_that_cannot_start_fails_the_write_and_leaves_no_thread(local, storage_root,
@@ -132,19 +140,14 @@ def test_a_helper_that_cannot_start_fails_the_write_and_leaves_no_thread(local, 
     key = local.new_key()
     with pytest.raises(RuntimeError, match="can't start new thread"):
         local.write(key, chunks(PIPELINE_AFTER * 2))
-    with pytest.raises(FileNotFoundError):
-        local.size(key)
-    assert os.listdir(storage_root / "tmp") == []
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("callfs-blob")]
+    assert_nothing_left(local, storage_root, key)
 
 
 def test_a_checksum_mismatch_leaves_nothing(local, storage_root):
     key = local.new_key()
     with pytest.raises(ChecksumMismatchError):
         local.write(key, chunks(PIPELINE_AFTER * 2), expected_sha256="0" * 64)
-    with pytest.raises(FileNotFoundError):
-        local.size(key)
-    assert os.listdir(storage_root / "tmp") == []
+    assert_nothing_left(local, storage_root, key)
 
 
 def test_copy_is_a_hard_link_of_an_immutable_blob(local):
