@@ -1,9 +1,10 @@
 """gunicorn settings for CallFS: `gunicorn -c gunicorn.conf.py callfs_site.wsgi:application`.
 
-One process worker per CPU, each pinned to its CPU, with a few threads: on these 2-core machines
-processes beat threads (the GIL), while the threads let a worker keep serving while another
-request streams a large file or waits for fsync. Environment: CALLFS_BIND, CALLFS_WORKERS,
-CALLFS_THREADS, CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
+One process worker per CPU, each pinned to its CPU, each serving all of its connections as
+greenlets (gunicorn's gevent worker): on these 2-core machines processes beat threads (the GIL),
+and a slow client, a stalled one or a long transfer costs a socket, never a thread.
+Environment: CALLFS_BIND, CALLFS_WORKERS, CALLFS_MAX_CONNECTIONS, CALLFS_IDLE_TIMEOUT,
+CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
 """
 
 import os
@@ -23,26 +24,29 @@ _config = exit_on_bad_config()
 
 wsgi_app = "callfs_site.wsgi:application"
 bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
-# Measured on 2 cores (BENCHMARKS.md): one process per CPU with 2 threads each served the most
-# small requests once pinned; more threads only add GIL contention, more processes switching.
+# Measured on 2 cores (BENCHMARKS.md): one process per CPU served the most small requests once
+# pinned; more processes only add switching.
 _cpus = sorted(os.sched_getaffinity(0))
 workers = int(os.environ.get("CALLFS_WORKERS", len(_cpus)))
-threads = int(os.environ.get("CALLFS_THREADS", 2))
-# Pinning keeps a worker's threads on one CPU's caches: it took a quarter off the CPU time of a
-# small GET when gthread still handed each request between threads, +3% GETs since.
+# Connections each worker holds at once (gevent's pool); past it, new ones wait in the kernel's
+# backlog. A waiting connection costs a socket and a greenlet (BENCHMARKS.md, "Slow clients").
+worker_connections = int(os.environ.get("CALLFS_MAX_CONNECTIONS", 2000))
+# Pinning keeps a worker on one CPU's caches: +3% small GETs. Its pool threads (fsync, hashing)
+# leave the pin (callfs_site.offload).
 # CALLFS_PIN_WORKERS=0 leaves placement to the scheduler (e.g. when other busy services share
 # the machine).
 _pin_workers = os.environ.get("CALLFS_PIN_WORKERS", "1") not in ("0", "false", "no")
-# A thread back from fsync() waits for the GIL up to this long while another computes (default
-# 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
+# A pool thread back from fsync() waits for the GIL up to this long while the event loop
+# computes (default 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
 _switch_interval = 0.0005
-# Never the sync worker: it kills any request that runs past `timeout`, i.e. slow transfers.
-# gthread's code, but every thread polls and serves by itself, without gthread's two hand-overs
-# between threads per request (callfs_site/workers.py).
-worker_class = "callfs_site.workers.PollingThreadWorker"
-timeout = 120  # worker heartbeat; gthread keeps beating while a request streams
+# gunicorn's gevent worker with an idle timeout, zero-copy downloads and JSON refusals
+# (callfs_site/workers.py). Never the sync worker (it kills any request that runs past
+# `timeout`) nor gthread (a node serves workers x threads requests at once: a few slow clients
+# froze it).
+worker_class = "callfs_site.workers.GeventWorker"
+timeout = 120  # worker heartbeat; the event loop keeps beating while requests stream
 graceful_timeout = 30
-keepalive = 5
+keepalive = 5  # also the longest wait for a request head
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections over
 # them: with one shared socket, whichever worker woke first could take every keep-alive
 # connection of a burst and leave its CPU's sibling idle (seen as half-speed benchmark runs).
@@ -107,6 +111,7 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
+    worker.idle_timeout = _config.idle_timeout  # CALLFS_IDLE_TIMEOUT (callfs_site/workers.py)
     sys.setswitchinterval(_switch_interval)
     if _pin_workers:
         from callfs_site.cpus import pin_process

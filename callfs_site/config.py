@@ -53,6 +53,7 @@ class Config:
     log_level: str = "INFO"
     max_upload_bytes: int = 10 * 1024**3
     lock_timeout: float = 30.0
+    idle_timeout: float = 60.0
     umask: int = 0o022
     metrics_public: bool = False
     bind: str = "127.0.0.1:8000"
@@ -153,8 +154,12 @@ def _database(env: environ.Env) -> dict:
             db["ENGINE"] = "django_prometheus.db.backends.postgresql"
         if not db.get("NAME"):
             raise _fail("DATABASE_URL", "names no database")
-        db["CONN_MAX_AGE"] = 60
-        db["CONN_HEALTH_CHECKS"] = True
+        # A pool per worker process (psycopg_pool, through Django): a request borrows a
+        # connection and gives it back when it ends (or before a long transfer, callfs_site.db),
+        # so hundreds of connected clients share a few PostgreSQL connections.
+        db["CONN_MAX_AGE"] = 0
+        db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {
+            "min_size": 1, "max_size": _int(env, "CALLFS_DB_POOL_SIZE", 10, 1), "timeout": 10}}
     else:
         raise _fail("DATABASE_URL", f"unsupported database {urlsplit(raw).scheme!r} "
                     "(use sqlite:/// or postgres://)")
@@ -315,6 +320,8 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         log_level=log_level,
         max_upload_bytes=_int(env, "CALLFS_MAX_UPLOAD_BYTES", 10 * 1024**3, 0),
         lock_timeout=lock_timeout,
+        # A connection waiting this long for its client's next byte (sent or read) is closed.
+        idle_timeout=float(_int(env, "CALLFS_IDLE_TIMEOUT", 60, 1)),
         umask=int(umask_raw, 8),
         metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
         bind=env.str("CALLFS_BIND", default="127.0.0.1:8000"),

@@ -40,6 +40,10 @@ BYTES_OUT = Counter("callfs_bytes_sent", "Response body bytes (Content-Length) s
 LOCK_WAIT = Histogram("callfs_lock_wait_seconds", "Time spent waiting for path locks",
                       ["backend"])
 LOCK_TIMEOUTS = Counter("callfs_lock_timeouts", "Lock waits that gave up", ["backend"])
+IDLE_CLOSES = Counter("callfs_idle_connections_closed",
+                      "Connections closed after CALLFS_IDLE_TIMEOUT without a byte moving")
+UPLOADS_TIMED_OUT = Counter("callfs_uploads_timed_out",
+                            "Uploads cut by CALLFS_IDLE_TIMEOUT (nothing of them is stored)")
 PEER_REQUESTS = Counter("callfs_peer_requests", "Requests sent to other nodes",
                         ["peer", "method"])
 PEER_FAILURES = Counter("callfs_peer_failures", "Requests to other nodes that failed to connect",

@@ -14,6 +14,7 @@ from django.contrib.sessions import middleware as sessions_middleware
 from django.middleware import csrf
 from django.urls import get_script_prefix, reverse
 
+from callfs_site.db import LONG_TRANSFER_BYTES, release_connections
 from callfs_site.headers import set_headers
 from callfs_site.logs import request_id
 from callfs_site.metrics import (
@@ -73,6 +74,8 @@ class RequestContextMiddleware:
         series(HTTP_DURATION, method, route).observe(elapsed)
         bytes_in = _length(request.META.get("CONTENT_LENGTH"))
         bytes_out = _length(response.get("Content-Length")) if request.method != "HEAD" else 0
+        if response.streaming and bytes_out >= LONG_TRANSFER_BYTES:
+            release_connections()  # before the body moves (callfs_site.db)
         if bytes_in:
             BYTES_IN.inc(bytes_in)
         if bytes_out:

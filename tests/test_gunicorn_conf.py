@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker as StockGeventWorker
 
-from callfs_site.workers import PollingThreadWorker
+from callfs_site.workers import GeventWorker
 
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
@@ -43,9 +43,19 @@ def test_one_worker_per_usable_cpu_by_default(load_conf, monkeypatch):
     monkeypatch.delenv("CALLFS_WORKERS", raising=False)
     conf = load_conf()
     assert conf["workers"] == len(os.sched_getaffinity(0))
-    assert conf["threads"] == 2
-    assert conf["worker_class"] == "callfs_site.workers.PollingThreadWorker"
-    assert issubclass(PollingThreadWorker, ThreadWorker)  # gthread, never the sync worker
+    assert conf["worker_class"] == "callfs_site.workers.GeventWorker"
+    assert issubclass(GeventWorker, StockGeventWorker)  # greenlets, never the sync worker
+    assert conf["worker_connections"] == 2000
+    assert "threads" not in conf  # a gevent worker has no request threads
+
+
+def test_connections_and_idle_timeout_come_from_the_environment(load_conf):
+    conf = load_conf(CALLFS_MAX_CONNECTIONS="50", CALLFS_IDLE_TIMEOUT="7",
+                     CALLFS_PIN_WORKERS="0")
+    assert conf["worker_connections"] == 50
+    worker = SimpleNamespace()
+    conf["post_fork"](SimpleNamespace(), worker)
+    assert worker.idle_timeout == 7.0
 
 
 def test_workers_spread_over_the_cpus_and_respawns_fill_the_gap(load_conf):

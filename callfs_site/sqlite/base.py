@@ -41,6 +41,8 @@ from django.db.backends.sqlite3 import base
 from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
 
+from callfs_site import offload
+
 logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 30  # as long as SQLite's own busy timeout (callfs_site.config)
@@ -63,7 +65,7 @@ def _stop_process() -> None:
 def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
     fd = os.open(path, flags)
     try:
-        os.fsync(fd)
+        offload.run(os.fsync, fd)  # off the gevent worker's loop: other requests go on
     finally:
         os.close(fd)
 

@@ -4,20 +4,30 @@ Never `request.data`, `.body` or `FILES` for uploads. With `Content-Length` the 
 that length (a short body is an error, so a client that disconnects mid-upload stores nothing).
 A chunked body (`curl -T -`) has no `Content-Length`: Django's own reader sees nothing, so it is
 read from `wsgi.input` until EOF, which gunicorn de-chunks and terminates.
+
+Reads start at 64 KiB and double, up to 1 MiB, while each one completes at once: a fast client
+gets large chunks (fewer hand-overs to the hashing and writing threads), while a slow one, which
+would take seconds to fill 1 MiB, never has more than a small piece waiting in memory: hundreds
+of slow uploads at once stay cheap.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
 
+from callfs_site.db import LONG_TRANSFER_BYTES, release_connections
+from callfs_site.metrics import UPLOADS_TIMED_OUT
 from filesystem.exceptions import BadRequest, InvalidRequest, LengthRequired, PayloadTooLarge
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 1024 * 1024  # the largest read
+FIRST_READ_SIZE = 64 * 1024
+FAST_READ_SECONDS = 0.01  # a read done this soon doubles the next one's size
 
 
 class IncompleteBody(InvalidRequest):
@@ -28,13 +38,40 @@ def _django_request(request) -> HttpRequest:
     return getattr(request, "_request", request)
 
 
+def _cut_off(exc: OSError, default: str) -> IncompleteBody:
+    """The error for a body read that failed: reset by the client, or idle too long (counted:
+    the worker's idle timeout, callfs_site.workers)."""
+    if isinstance(exc, TimeoutError):
+        UPLOADS_TIMED_OUT.inc()
+        return IncompleteBody(f"no byte of the request body arrived for "
+                              f"{settings.CALLFS.idle_timeout:g} s")
+    return IncompleteBody(default)
+
+
+class _Reads:
+    """Read sizes that follow the client's speed (see the module docstring)."""
+
+    def __init__(self):
+        self.size = FIRST_READ_SIZE
+
+    def read(self, stream, limit: int) -> bytes:
+        started = time.monotonic()
+        chunk = stream.read(min(self.size, limit))
+        if self.size < CHUNK_SIZE and time.monotonic() - started < FAST_READ_SECONDS:
+            self.size *= 2
+        return chunk
+
+
 def _read_exact(stream, length: int) -> Iterator[bytes]:
+    if length >= LONG_TRANSFER_BYTES:
+        release_connections()  # before the body moves (callfs_site.db)
+    reads = _Reads()
     remaining = length
     while remaining > 0:
         try:
-            chunk = stream.read(min(CHUNK_SIZE, remaining))
-        except OSError:  # connection reset or timed out mid-body
-            raise IncompleteBody() from None
+            chunk = reads.read(stream, remaining)
+        except OSError as exc:  # connection reset or idle past the timeout mid-body
+            raise _cut_off(exc, IncompleteBody.default_detail) from None
         if not chunk:
             raise IncompleteBody()
         remaining -= len(chunk)
@@ -42,12 +79,14 @@ def _read_exact(stream, length: int) -> Iterator[bytes]:
 
 
 def _read_to_eof(stream, cap: int) -> Iterator[bytes]:
+    release_connections()  # no length: it may be long (callfs_site.db)
+    reads = _Reads()
     received = 0
     while True:
         try:
-            chunk = stream.read(CHUNK_SIZE)
-        except OSError:
-            raise IncompleteBody("the chunked request body was cut off") from None
+            chunk = reads.read(stream, CHUNK_SIZE)
+        except OSError as exc:
+            raise _cut_off(exc, "the chunked request body was cut off") from None
         if not chunk:
             return
         received += len(chunk)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import queue
 import secrets
 import shutil
 import tempfile
@@ -26,10 +25,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-from callfs_site.cpus import unpin_thread
+from callfs_site import offload
 from filesystem.storage.base import (
     BlobReader,
     ChecksumMismatchError,
@@ -39,7 +39,6 @@ from filesystem.storage.base import (
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
-PIPELINE_DEPTH = 1  # chunks queued for each helper thread of a large upload
 SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
 SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
 T = TypeVar("T")
@@ -51,42 +50,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-class _Stage:
-    """A helper thread that does `work` to each chunk it is handed, in order. After a failure it
-    keeps taking chunks (so the request thread never blocks on a full queue) and does nothing."""
-
-    def __init__(self, work: Callable[[bytes], object], name: str):
-        self.work = work
-        self.queue: queue.Queue[bytes | None] = queue.Queue(PIPELINE_DEPTH)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        unpin_thread()  # any CPU, not only the pinned request thread's (callfs_site.cpus)
-        while (chunk := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.work(chunk)
-                except BaseException as exc:  # reported to the request thread by the sink
-                    self.error = exc
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-
-
 class _BlobSink:
-    """Hashes and writes an upload. Past PIPELINE_AFTER bytes two helper threads take over, one
-    hashing and one writing, while the request thread keeps receiving: recv(), sha256 and
-    write() all release the GIL, so the three run side by side instead of taking turns (one
-    thread hashing and writing was the slowest of them). Small uploads stay inline."""
+    """Hashes and writes an upload. Past PIPELINE_AFTER bytes each chunk is hashed and written
+    on two pool threads (callfs_site.offload) while the next one is received: sha256, write()
+    and recv() all release the GIL, so the three run side by side instead of taking turns, and
+    the event loop serving every other connection is never held for a large chunk. One chunk is
+    in flight at a time, so an upload holds at most two in memory. Small uploads stay inline."""
 
     def __init__(self, fd: int):
         self.fd = fd
         self.digest = hashlib.sha256()
         self.size = self.flushed = 0
-        self.stages: list[_Stage] = []
+        self.pipelined = False
+        self.pending: list[Future] = []
 
     def _write(self, chunk: bytes) -> None:
         _write_all(self.fd, chunk)
@@ -99,27 +75,27 @@ class _BlobSink:
             self.flushed = self.size
 
     def add(self, chunk: bytes) -> None:
-        if self.stages:
-            for stage in self.stages:
-                if stage.error is not None:
-                    raise stage.error
-                stage.queue.put(chunk)  # the same bytes object: no copy
+        if self.pipelined:
+            self._wait()
+            # The same bytes object to both: no copy. One at a time: should the second fail to
+            # start, close() still waits for the first.
+            self.pending.append(offload.submit(self.digest.update, chunk))
+            self.pending.append(offload.submit(self._write, chunk))
             return
         self.digest.update(chunk)
         self._write(chunk)
-        if self.size >= PIPELINE_AFTER:
-            # One at a time: should the second fail to start, close() still stops the first.
-            self.stages.append(_Stage(self.digest.update, "callfs-blob-hasher"))
-            self.stages.append(_Stage(self._write, "callfs-blob-writer"))
+        self.pipelined = self.size >= PIPELINE_AFTER
+
+    def _wait(self) -> None:
+        """Wait for the chunk in flight; raise what hashing or writing it failed with (only
+        once both are done: nothing may touch the descriptor after the sink is closed)."""
+        pending, self.pending = self.pending, []
+        errors = [error for future in pending if (error := future.exception()) is not None]
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
-        """Wait for the helpers; raise what one failed with."""
-        stages, self.stages = self.stages, []
-        for stage in stages:
-            stage.stop()
-        for stage in stages:
-            if stage.error is not None:
-                raise stage.error
+        self._wait()
 
 
 class LocalFileReader(BlobReader):
@@ -389,7 +365,7 @@ def _fill(fd: int, chunks: Iterable[bytes], expected_sha256: str | None) -> Writ
     sha256 = sink.digest.hexdigest()
     if expected_sha256 is not None and expected_sha256.lower() != sha256:
         raise ChecksumMismatchError(sha256)
-    os.fsync(fd)
+    offload.run(os.fsync, fd)
     return WriteResult(size=sink.size, sha256=sha256)
 
 
@@ -416,6 +392,6 @@ def _pread(name: str, start: int, length: int) -> bytes:
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        offload.run(os.fsync, fd)
     finally:
         os.close(fd)

@@ -808,11 +808,11 @@ def _unpinned_threads(workers: list[int], cpus: set[int]) -> list[int]:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_a_large_upload_hashes_and_writes_off_the_pinned_cpu(server: Server):
-    """Its two helper threads (hashing, writing) leave the worker's pin while the upload runs,
-    then end: pinned, the three stages took turns on one core (callfs_site.cpus)."""
+    """Its hashing and writing run on pool threads that leave the worker's pin while the event
+    loop, pinned, keeps receiving: pinned, the three stages took turns on one core
+    (callfs_site.offload, callfs_site.cpus)."""
     cpus = set(os.sched_getaffinity(0))
     workers = server.workers()
-    assert _unpinned_threads(workers, cpus) == []
     body = os.urandom(16 * MiB)
     head = (f"PUT {server.raw_target('pinning/large.bin')} HTTP/1.1\r\nHost: {server.host}\r\n"
             f"Authorization: Bearer {server.alice_key}\r\nContent-Length: {len(body)}\r\n"
@@ -823,15 +823,13 @@ def test_a_large_upload_hashes_and_writes_off_the_pinned_cpu(server: Server):
         while len(helpers := _unpinned_threads(workers, cpus)) < 2 and \
                 time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(helpers) == 2, helpers
+        assert len(helpers) >= 2, helpers
+        assert not set(workers) & set(helpers)  # each event loop (the main thread) stays pinned
         sock.sendall(body[8 * MiB:])
         response = _parse_response(_read_all(sock))
     assert response.status == 201, response
     assert get_bytes(server.session(), server.url("pinning/large.bin")) == body
-    deadline = time.monotonic() + 5
-    while _unpinned_threads(workers, cpus) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _unpinned_threads(workers, cpus) == []
+    assert not set(workers) & set(_unpinned_threads(workers, cpus))
 
 
 def test_each_worker_listens_on_its_own_socket(server: Server):

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from callfs_site import offload
 from filesystem.storage import ChecksumMismatchError
 from filesystem.storage import local as local_module
 from filesystem.storage.local import PIPELINE_AFTER, SLOT_BATCH, LocalStorage
@@ -23,17 +24,34 @@ def local(storage_root):
     return LocalStorage(storage_root)
 
 
-def _blob_helpers() -> list[str]:
-    return [thread.name for thread in threading.enumerate()
-            if thread.name.startswith("callfs-blob")]
+class _WatchedPool:
+    """callfs_site.offload.submit that counts the work it was given and still has in flight."""
+
+    def __init__(self, monkeypatch, fail_on_call: int | None = None):
+        self.calls = 0
+        self.futures = []
+        self.fail_on_call = fail_on_call
+        self._submit = offload.submit
+        monkeypatch.setattr(offload, "submit", self.submit)
+
+    def submit(self, fn, *args):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("can't start new thread")
+        self.futures.append(self._submit(fn, *args))
+        return self.futures[-1]
+
+    def in_flight(self) -> int:
+        return sum(not future.done() for future in self.futures)
 
 
-def assert_nothing_left(local, storage_root, key: str) -> None:
-    """A failed write: no blob under its key, no temp file, no helper thread still running."""
+def assert_nothing_left(local, storage_root, key: str, pool: _WatchedPool | None = None) -> None:
+    """A failed write: no blob under its key, no temp file, no pool work still running."""
     with pytest.raises(FileNotFoundError):
         local.size(key)
     assert os.listdir(storage_root / "tmp") == []
-    assert _blob_helpers() == []
+    if pool is not None:
+        assert pool.in_flight() == 0
 
 
 def chunks(total: int, size: int = MIB):
@@ -55,15 +73,16 @@ class _RecordingSha256:
         return self._digest.hexdigest()
 
 
-def test_large_writes_are_hashed_and_written_by_two_unpinned_helpers(local, monkeypatch):
+def test_large_writes_are_hashed_and_written_on_unpinned_pool_threads(local, monkeypatch):
     hashed, written, unpinned = [], [], []
     write_all = local_module._write_all
     monkeypatch.setattr(local_module, "hashlib",
                         SimpleNamespace(sha256=lambda: _RecordingSha256(hashed)))
     monkeypatch.setattr(local_module, "_write_all", lambda fd, data: (
         written.append((threading.current_thread().name, len(data))), write_all(fd, data)))
-    monkeypatch.setattr(local_module, "unpin_thread",
+    monkeypatch.setattr(offload, "unpin_thread",
                         lambda: unpinned.append(threading.current_thread().name))
+    pool = _WatchedPool(monkeypatch)
     total = PIPELINE_AFTER * 5
     expected = hashlib.sha256(b"".join(chunks(total))).hexdigest()
     key = local.new_key()
@@ -71,12 +90,14 @@ def test_large_writes_are_hashed_and_written_by_two_unpinned_helpers(local, monk
     assert (result.size, result.sha256) == (total, expected)
     inline = PIPELINE_AFTER // MIB
     request_thread = threading.current_thread().name
-    assert hashed == [(request_thread, MIB)] * inline + [("callfs-blob-hasher", MIB)] * (
-        total // MIB - inline)
-    assert written == [(request_thread, MIB)] * inline + [("callfs-blob-writer", MIB)] * (
-        total // MIB - inline)
-    assert sorted(unpinned) == ["callfs-blob-hasher", "callfs-blob-writer"]
-    assert _blob_helpers() == []
+    for log in (hashed, written):
+        assert log[:inline] == [(request_thread, MIB)] * inline
+        assert len(log) == total // MIB
+        assert all(name.startswith("callfs-offload") for name, size in log[inline:])
+    # Two tasks a chunk past the inline part (fsync runs inline outside an event loop); each
+    # task left the pin first.
+    assert pool.calls == 2 * (total // MIB - inline) == len(unpinned)
+    assert pool.in_flight() == 0
     with local.open(key) as reader:
         assert hashlib.sha256(reader.read()).hexdigest() == expected
     with local.open(key, MIB + 3, 10) as reader:
@@ -121,26 +142,21 @@ def test_a_helper_that_fails_midway_fails_the_write_and_leaves_nothing(local, st
     else:
         real = local_module._write_all
         monkeypatch.setattr(local_module, "_write_all", fail_later)
+    pool = _WatchedPool(monkeypatch)
     key = local.new_key()
     with pytest.raises(OSError, match="No space left"):
         local.write(key, chunks(PIPELINE_AFTER * 4))
-    assert_nothing_left(local, storage_root, key)
+    assert_nothing_left(local, storage_root, key, pool)
 
 
-def test_a_helper_that_cannot_start_fails_the_write_and_leaves_no_thread(local, storage_root,
-                                                                        monkeypatch):
-    real_start = threading.Thread.start
-
-    def start(thread):
-        if thread.name == "callfs-blob-writer":
-            raise RuntimeError("can't start new thread")
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
+@pytest.mark.parametrize("failing_call", [1, 2, 4])  # the first hash, write; a later write
+def test_a_pool_that_cannot_take_work_fails_the_write_and_leaves_nothing(local, storage_root,
+                                                                         monkeypatch, failing_call):
+    pool = _WatchedPool(monkeypatch, fail_on_call=failing_call)
     key = local.new_key()
     with pytest.raises(RuntimeError, match="can't start new thread"):
         local.write(key, chunks(PIPELINE_AFTER * 2))
-    assert_nothing_left(local, storage_root, key)
+    assert_nothing_left(local, storage_root, key, pool)
 
 
 def test_a_checksum_mismatch_leaves_nothing(local, storage_root):
