@@ -406,6 +406,42 @@ def test_a_large_body_read_in_pieces_arrives_whole_and_in_order(start, tls_optio
     assert sock.receive()[2].startswith(b"ok /after ")
 
 
+def test_a_direct_read_takes_exactly_what_it_asks_for():
+    from callfs_site.workers import DIRECT_READ_BYTES, DirectReadUnreader
+
+    class CountingSocket:
+        def __init__(self, sock):
+            self.sock, self.recvs = sock, []
+
+        def recv(self, size):
+            data = self.sock.recv(size)
+            self.recvs.append((size, len(data)))
+            return data
+
+    client, server = socket.socketpair()
+    with client, server:
+        counting = CountingSocket(server)
+        unreader = DirectReadUnreader(counting)
+        unreader.unread(b"a" * 100)  # left over from the head
+        size = DIRECT_READ_BYTES * 2
+        client.sendall(b"b" * (size - 100) + b"c" * 10)
+        assert unreader.read(size) == b"a" * 100 + b"b" * (size - 100)
+        assert all(asked <= size - 100 for asked, _ in counting.recvs)  # never past the piece
+        assert unreader.buf.getvalue() == b""  # nothing read ahead
+        client.shutdown(socket.SHUT_WR)
+        assert unreader.read(size) == b"c" * 10  # the body ended early: what there is
+        assert unreader.read(size) == b""
+
+
+def test_request_parsers_read_through_the_direct_reader(start):
+    server = start()
+    sock = server.connect()
+    body = os.urandom(3 * 1024 * 1024)
+    sock.sock.sendall(f"POST /unreader HTTP/1.1\r\nHost: t\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert sock.receive()[2] == f"DirectReadUnreader {len(body)}".encode()
+
+
 def test_client_closing_mid_request_costs_nothing(start):
     server = start()
     for _ in range(10):
