@@ -110,7 +110,6 @@ def _environment(tmp: Path, port: int, alice_key: str, bob_key: str) -> dict[str
         "CALLFS_API_KEYS": f"alice:{alice_key},bob:{bob_key}",
         "CALLFS_BIND": f"127.0.0.1:{port}",
         "CALLFS_WORKERS": "2",
-        "CALLFS_THREADS": "4",
         "CALLFS_LOG_LEVEL": "warning",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
         "DJANGO_SETTINGS_MODULE": "callfs_site.settings",

@@ -83,7 +83,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "CALLFS_API_KEYS": f"alice:{alice_key},bob:{bob_key}",
         "CALLFS_INTERNAL_SECRET": secret, "CALLFS_LINK_SECRET": secrets.token_urlsafe(24),
         "DJANGO_SECRET_KEY": "cluster-test-secret-key-0123456789",
-        "CALLFS_WORKERS": "2", "CALLFS_THREADS": "4", "CALLFS_LOG_LEVEL": "warning",
+        "CALLFS_WORKERS": "2", "CALLFS_LOG_LEVEL": "warning",
     })
     manage(common, "migrate", "--noinput")
     nodes = []
