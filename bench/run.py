@@ -11,7 +11,15 @@ so runs on different hosts can be compared: small GETs of a bare WSGI app (tests
 under the same gunicorn settings, and WsgiDAV, the Python server the issue measured, on the
 same small-file phases.
 
+After the rounds, once, a slow-clients phase against CallFS and then nginx (bench/slow_clients.py):
+256 slow downloads and 256 slow uploads (4 MiB at 128 KiB/s each) and 200 stalled connections at
+once, while small requests probe the server one at a time. `--compare-ref GITREF` adds a third
+server, CallFS as it was at GITREF (a git worktree under the work dir), to every round's
+small-file phases and 1 GiB transfers: today's code and the old one side by side in one run.
+
     python bench/run.py [--rounds 3] [--duration 8] [--big-mib 1024] [--list-entries 10000]
+                        [--slow-downloads 256] [--slow-uploads 256] [--stalled 200]
+                        [--slow-rate-kib 128] [--no-slow-clients] [--compare-ref GITREF]
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+import slow_clients  # bench/slow_clients.py: this script's directory is first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -44,6 +53,12 @@ SMALL_FILES = 1000
 CONNECTIONS = 16
 # tests/worker_app.py under CallFS's gunicorn settings: what this host gives Python serving.
 BASELINE = "bare-wsgi"
+# CallFS at --compare-ref's commit: a third server in every round, without the listing.
+REF = "callfs-ref"
+# How long the slow-clients phase waits for a stalled connection to be closed: both servers'
+# timeouts are 60 s by default (CALLFS_IDLE_TIMEOUT; nginx's client_header_timeout,
+# client_body_timeout and send_timeout), nginx's keep-alive 75 s.
+SLOW_STALL_LIMIT = 90.0
 
 
 def free_port() -> int:
@@ -111,7 +126,7 @@ class CallFS(Server):
     def __init__(self, work: Path, workers: int | None, threads: int | None,
                  database_url: str | None,
                  extra_env: dict[str, str] | None = None, name: str = "callfs",
-                 app: str | None = None):
+                 app: str | None = None, root: Path = ROOT):
         self.name = name
         work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -131,13 +146,13 @@ class CallFS(Server):
             **(extra_env or {}),
         }
         python = sys.executable
-        subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env,
+        subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=root, env=self.env,
                        check=True, stdout=subprocess.DEVNULL)
         self.log = open(work / "gunicorn.log", "wb")  # noqa: SIM115
         # `app` replaces gunicorn.conf.py's wsgi_app (the host baseline's bare WSGI app).
         self.proc = subprocess.Popen([python, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                                       *([app] if app else [])],
-                                     cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
+                                     cwd=root, env=self.env, stdout=self.log, stderr=self.log)
         wait_http(self.base + "/health")
 
     def worker_pids(self) -> list[int]:
@@ -176,7 +191,9 @@ user root;
 worker_processes 2;
 pid {self.prefix}/nginx.pid;
 error_log {self.prefix}/logs/error.log warn;
-events {{ worker_connections 1024; }}
+# The slow-clients phase holds 700+ connections at once (256 + 256 + 200 and the probes), and
+# they need not spread evenly over the two workers: 1024 each could run out.
+events {{ worker_connections 4096; }}
 http {{
   access_log off;
   sendfile on;
@@ -184,8 +201,11 @@ http {{
   client_max_body_size 0;
   client_body_temp_path {self.prefix}/tmp;
   server {{
-    listen 127.0.0.1:{self.port};
+    # gunicorn's accept queue (its default backlog), not nginx's 511: the slow-clients phase
+    # opens 700+ connections at once.
+    listen 127.0.0.1:{self.port} backlog=2048;
     root {self.root};
+    location = /health {{ return 200 '{{"status":"ok"}}'; }}  # the probes' GET /health
     location / {{
       dav_methods PUT DELETE MKCOL;
       create_full_put_path on;
@@ -432,7 +452,7 @@ def small_file_phases(server: Server, duration: int, prefix: str, round_no: int)
                         "BENCH_RUN": str(round_no)})}
 
 
-def run_round(servers: list[CallFS | Nginx], yardsticks: list[Server], args, work: Path,
+def run_round(servers: list[Server], yardsticks: list[Server], args, work: Path,
               big: Path, round_no: int) -> dict:
     results: dict[str, dict] = {s.name: {} for s in servers}
     # The host's speed for Python serving, in the same round: one host ran CallFS's small GETs
@@ -457,11 +477,133 @@ def run_round(servers: list[CallFS | Nginx], yardsticks: list[Server], args, wor
         with RssSampler(server) as rss:
             r["download_mb_s"], _ = curl_transfer(server, "GET", f"{prefix}big.bin", big)
         r["download_rss_peak_mib"], r["download_rss_growth_mib"] = rss.peak_mib, rss.growth_mib
-        if round_no == 0:
-            fill_directory(server, "/listing", args.list_entries)
-        r["list_s"] = time_listing(server, "/listing", args.list_entries)
+        if server.name != REF:  # the old code's column: small files and 1 GiB only
+            if round_no == 0:
+                fill_directory(server, "/listing", args.list_entries)
+            r["list_s"] = time_listing(server, "/listing", args.list_entries)
         print(f"  round {round_no + 1} {server.name}: done", flush=True)
     return results
+
+
+# --- the slow-clients phase (once, after the rounds) -------------------------------------------
+
+
+def slow_clients_phase(server: Server, args) -> dict:
+    """bench/slow_clients.py against one server, at the issue's size unless the flags say."""
+    started = time.monotonic()
+    report = slow_clients.run(
+        server.base, server.headers(), server.files_prefix, root="/slow",
+        downloads=args.slow_downloads, uploads=args.slow_uploads, stalled=args.stalled,
+        size=4 * 1024 * 1024, rate=args.slow_rate_kib * 1024, stall_limit=SLOW_STALL_LIMIT,
+        rss_pids=server.worker_pids, make_directory=server.prepare_directory)
+    print(f"  slow clients {server.name}: done in {time.monotonic() - started:.0f} s", flush=True)
+    return report
+
+
+def slow_clients_rows(report: dict) -> dict[str, float | str | None]:
+    """One server's column of the slow-clients table."""
+    def share(part: dict) -> str:
+        return f"{part['intact']}/{part['count']}"
+
+    def started(part: dict) -> float | None:
+        """The latest start; None unless every transfer was seen starting."""
+        return part["ttfb_s"]["max"] if part["ttfb_seen"] == part["count"] else None
+
+    stalled = report["stalled"]
+    rows: dict[str, float | str | None] = {
+        "downloads intact (sha256)": share(report["downloads"]),
+        "uploads stored intact": share(report["uploads"]),
+        "max time to first byte s (down)": started(report["downloads"]),
+        "max time to 100 Continue s (up)": started(report["uploads"]),
+        "slowest transfer s": max(report[k]["duration_s"]["max"] or 0
+                                  for k in ("downloads", "uploads")),
+        "probe median ms": report["probes"]["median_ms"],
+        "probe p99 ms": report["probes"]["p99_ms"],
+        "probe max ms": report["probes"]["max_ms"],
+        "probe errors": f"{report['probes']['errors']}/{report['probes']['count']}",
+        "stalled closed by the server": f"{stalled['closed']}/{stalled['count']}",
+    }
+    for kind, part in stalled["by_kind"].items():
+        after = part["closed_after_s"]
+        rows[f"  {kind} closed after s (max)"] = after["max"]
+    rows["stalled uploads stored"] = report["stalled_puts_stored"]
+    rss = report["rss"]
+    rows["connections per worker"] = rss.get("connections_per_worker")
+    rows["peak RSS per worker MiB"] = rss.get("peak_mib")
+    rows["RSS growth per worker MiB"] = rss.get("growth_mib")
+    rows["RSS growth per connection KiB"] = rss.get("growth_per_connection_kib")
+    return rows
+
+
+def _all(text: str | float | None) -> bool:
+    done, _, total = str(text).partition("/")
+    return done == total
+
+
+def _below(limit: float):
+    return lambda value, column: value is not None and value < limit
+
+
+# tests/blackbox/test_slow_clients.py's memory budget: a worker grows by at most 128 KiB per
+# connection it holds, plus 16 MiB for everything else (warm-up, allocator slack).
+RSS_PER_CONNECTION_MIB, RSS_FIXED_MIB = 128 / 1024, 16
+
+SLOW_TARGETS = {  # the issue's rules for the slow-clients phase: f(value, column) on CallFS's
+    "downloads intact (sha256)": lambda value, column: _all(value),
+    "uploads stored intact": lambda value, column: _all(value),
+    # "every one starts at once (no queueing behind others)"
+    "max time to first byte s (down)": _below(1.0),
+    "max time to 100 Continue s (up)": _below(1.0),
+    "probe median ms": _below(50),
+    "probe max ms": _below(1000),
+    "probe errors": lambda value, column: str(value).startswith("0/"),
+    "stalled closed by the server": lambda value, column: _all(value),
+    "stalled uploads stored": lambda value, column: value == 0,
+    "RSS growth per worker MiB": lambda value, column: (
+        value is not None and column["connections per worker"] is not None
+        and value <= RSS_FIXED_MIB + RSS_PER_CONNECTION_MIB * column["connections per worker"]),
+}
+
+
+def print_slow_clients(results: dict[str, dict], args) -> list[str]:
+    """The slow-clients table, CallFS beside nginx; the labels of the rules CallFS missed."""
+    columns = {name: slow_clients_rows(report) for name, report in results.items()}
+    names = list(columns)
+    print(f"\nSlow clients, all at once: {args.slow_downloads} downloads + {args.slow_uploads} "
+          f"uploads of 4 MiB at {args.slow_rate_kib} KiB/s each (ideal "
+          f"{4 * 1024 / args.slow_rate_kib:.0f} s), {args.stalled} stalled connections; "
+          "idle timeouts 60 s (CALLFS_IDLE_TIMEOUT; nginx's defaults)")
+    print(f"{'metric':36} " + " ".join(f"{name:>12}" for name in names) + "  target")
+    missed = []
+    for label in columns[names[0]]:
+        cells = []
+        for name in names:
+            value = columns[name].get(label)
+            cells.append(f"{value:>12.3f}" if isinstance(value, float) else f"{value!s:>12}")
+        verdict = ""
+        if "callfs" in columns and label in SLOW_TARGETS:
+            met = SLOW_TARGETS[label](columns["callfs"][label], columns["callfs"])
+            verdict = "met" if met else "MISSED"
+            if not met:
+                missed.append(f"slow clients: {label.strip()}")
+        print(f"{label:36} " + " ".join(cells) + f"  {verdict}")
+    return missed
+
+
+# --- an older CallFS beside today's (--compare-ref) --------------------------------------------
+
+
+def add_worktree(ref: str, path: Path) -> str:
+    """A detached git worktree of `ref` at `path`; its commit."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(path),
+                    ref], check=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def remove_worktree(path: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                   check=False, stderr=subprocess.DEVNULL)
 
 
 def start_s3(work: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -510,6 +652,8 @@ def run_s3(args, work: Path, big: Path) -> list[dict]:
 
 
 def summarize(rounds: list[dict]) -> dict:
+    """Medians over the rounds: CallFS, nginx and their ratio; with --compare-ref also the old
+    CallFS ("old") and new/old."""
     def med(server: str, *keys: str) -> float:
         values = []
         for result in rounds:
@@ -534,14 +678,26 @@ def summarize(rounds: list[dict]) -> dict:
         ("disk creates/s (probe)", ("disk_creates_per_s",)),
         ("writeback wait before phases s", ("settle_s",)),
     ]
+    compare = REF in rounds[0]
     table = {}
     for label, keys in metrics:
         ours, theirs = med("callfs", *keys), med("nginx", *keys)
-        table[label] = {"callfs": ours, "nginx": theirs,
-                        "ratio": (ours / theirs) if theirs else None}
-    errors = sum(r[s][k]["errors"] for r in rounds for s in ("callfs", "nginx")
-                 for k in ("get", "head", "put"))
-    table["non-2xx responses (all rounds)"] = {"callfs": errors, "nginx": 0, "ratio": None}
+        row = {"callfs": ours, "nginx": theirs, "ratio": (ours / theirs) if theirs else None}
+        if compare:
+            try:
+                old = med(REF, *keys)
+            except KeyError:  # not measured for the old code (the listing)
+                old = None
+            row["old"] = old
+            row["new_old"] = ours / old if old else None
+        table[label] = row
+
+    def errors(server: str) -> int:
+        return sum(r[server][k]["errors"] for r in rounds for k in ("get", "head", "put"))
+
+    table["non-2xx responses (all rounds)"] = {
+        "callfs": errors("callfs"), "nginx": errors("nginx"), "ratio": None,
+        **({"old": errors(REF), "new_old": None} if compare else {})}
     return table
 
 
@@ -596,13 +752,27 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="default: gunicorn.conf.py's (one per CPU, or CALLFS_WORKERS)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="default: gunicorn.conf.py's (2, or CALLFS_THREADS)")
+                        help="CALLFS_THREADS, for a gunicorn.conf.py that reads it (the thread "
+                             "worker's, e.g. of a --compare-ref)")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--output", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--no-wsgidav", action="store_true",
                         help="skip the WsgiDAV yardstick (it is installed under var/)")
     parser.add_argument("--s3", action="store_true",
                         help="also measure 1 GiB transfers with S3 (SeaweedFS) as the backend")
+    parser.add_argument("--slow-downloads", type=int, default=256,
+                        help="slow-clients phase: 4 MiB downloads at once")
+    parser.add_argument("--slow-uploads", type=int, default=256,
+                        help="slow-clients phase: 4 MiB uploads at once")
+    parser.add_argument("--stalled", type=int, default=200,
+                        help="slow-clients phase: stalled connections at once")
+    parser.add_argument("--slow-rate-kib", type=int, default=128,
+                        help="slow-clients phase: each transfer's rate (KiB/s)")
+    parser.add_argument("--no-slow-clients", action="store_true",
+                        help="skip the slow-clients phase")
+    parser.add_argument("--compare-ref", metavar="GITREF", default=None,
+                        help="also run CallFS at GITREF (a git worktree) in every round: its "
+                             "small-file phases and 1 GiB transfers beside today's")
     args = parser.parse_args()
 
     ensure_tools()
@@ -612,17 +782,32 @@ def main() -> int:
         for _ in range(args.big_mib):
             out.write(os.urandom(1024 * 1024))
     servers: list[Server] = []
+    worktree = work / "ref-src"
+    ref_commit = None
+    slow: dict[str, dict] = {}
     try:
-        servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work),
-                   CallFS(work / "baseline", args.workers, args.threads, None,
-                          name=BASELINE, app="bench.baseline_app:app")]
+        servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work)]
+        if args.compare_ref:
+            ref_commit = add_worktree(args.compare_ref, worktree)
+            servers.append(CallFS(work / "ref-node", args.workers, args.threads, None,
+                                  name=REF, root=worktree))
+        main_servers = len(servers)
+        servers.append(CallFS(work / "baseline", args.workers, args.threads, None,
+                              name=BASELINE, app="bench.baseline_app:app"))
         if not args.no_wsgidav:
             servers.append(WsgiDAV(work))
-        layout = (f"{len(servers[0].worker_pids())} workers x "
-                  f"{args.threads or os.environ.get('CALLFS_THREADS', 2)} threads")
+        layout = f"{len(servers[0].worker_pids())} workers" + (
+            f" x {args.threads} threads" if args.threads else "")
         rounds = []
         for round_no in range(args.rounds):
-            rounds.append(run_round(servers[:2], servers[2:], args, work, big, round_no))
+            rounds.append(run_round(servers[:main_servers], servers[main_servers:], args, work,
+                                    big, round_no))
+        for server in servers[2:]:  # idle from here on: the slow-clients phase has the machine
+            server.stop()
+        servers = servers[:2]
+        if not args.no_slow_clients:
+            for server in servers:  # CallFS, then nginx
+                slow[server.name] = slow_clients_phase(server, args)
         for server in servers:
             server.stop()
         servers = []
@@ -630,26 +815,42 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        # Only the few large files go (nginx's big.bin copies, CallFS's blobs of them: a run
-        # left 4.7 GB, and repeated runs filled the disk): deleting the many small ones would
-        # slow file creation on this disk for minutes (see the module docstring).
+        if args.compare_ref:
+            remove_worktree(worktree)
+        # Only the large files go (nginx's big.bin copies, CallFS's blobs of them, the
+        # slow-clients phase's 4 MiB uploads: a run left 4.7 GB, and repeated runs filled the
+        # disk), never a database or a log: deleting the many small ones would slow file
+        # creation on this disk for minutes (see the module docstring).
         for path in work.rglob("*"):
-            if path.is_file() and path.stat().st_size >= args.big_mib * 1024 * 1024:
+            if (path.is_file() and path.stat().st_size >= 1024 * 1024
+                    and not path.name.endswith((".log", ".sqlite3", "-wal", "-shm"))):
                 path.unlink()
     table = summarize(rounds)
+
+    def number(value: float | None, width: int, digits: int = 3) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
     print(f"\nCallFS (gunicorn, {layout}) vs nginx WebDAV, "
           f"median of {args.rounds} rounds, {platform.node()}, {os.cpu_count()} cores "
           f"({cpu_model()}), Python {platform.python_version()} ({interpreter()})")
-    print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}  target")
+    old_columns = ""
+    if args.compare_ref:
+        print(f"old: CallFS at {args.compare_ref} ({ref_commit[:12]}), same rounds; "
+              "new/old is today's code over it")
+        old_columns = f" {'old':>12} {'new/old':>8}"
+    print(f"{'metric':32} {'callfs':>12} {'nginx':>12} {'ratio':>8}{old_columns}  target")
     failed = []
     for label, row in table.items():
-        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
         check = TARGETS.get(label)
         verdict = "" if check is None else ("met" if check(row) else "MISSED")
         if verdict == "MISSED":
             failed.append(label)
-        print(f"{label:32} {row['callfs']:>12.3f} {row['nginx']:>12.3f} {ratio:>8}  {verdict}")
+        old = (f" {number(row['old'], 12)} {number(row['new_old'], 8, 2)}"
+               if "old" in row else "")
+        print(f"{label:32} {row['callfs']:>12.3f} {row['nginx']:>12.3f} "
+              f"{number(row['ratio'], 8, 2)}{old}  {verdict}")
+    if slow:
+        failed += print_slow_clients(slow, args)
     yardsticks = summarize_yardsticks(rounds)
     print("\nThis host's speed for Python serving (same rounds)")
     print(f"{'yardstick':32} {'ops/s':>12} {'issue':>8} {'factor':>7}  "
@@ -680,7 +881,9 @@ def main() -> int:
          "machine": {"node": platform.node(), "cores": os.cpu_count(), "cpu": cpu_model(),
                      "python": platform.python_version(), "interpreter": interpreter()},
          "rounds": rounds, "s3_rounds": s3_rounds, "summary": table,
-         "yardsticks": yardsticks}, indent=2))
+         "yardsticks": yardsticks, "slow_clients": slow,
+         "compare_ref": ({"ref": args.compare_ref, "commit": ref_commit}
+                         if args.compare_ref else None)}, indent=2))
     print(f"\nraw results: {args.output}; work dir kept for inspection: {work}")
     if failed:
         print(f"targets missed: {', '.join(failed)}")

@@ -40,8 +40,9 @@ def _django_request(request) -> HttpRequest:
 
 def _cut_off(exc: OSError, default: str) -> IncompleteBody:
     """The error for a body read that failed: reset by the client, or idle too long (counted:
-    the worker's idle timeout, callfs_site.workers)."""
-    if isinstance(exc, TimeoutError):
+    the worker's idle timeout, callfs_site.workers). Django's request.read() wraps the socket's
+    error in UnreadablePostError, so the cause is looked at too."""
+    if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError):
         UPLOADS_TIMED_OUT.inc()
         return IncompleteBody(f"no byte of the request body arrived for "
                               f"{settings.CALLFS.idle_timeout:g} s")
