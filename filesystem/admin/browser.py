@@ -3,7 +3,8 @@
 Every change (chmod/chown, rename/move, delete, mkdir) and every download calls the same service
 as the API, as `request.user`; a service error becomes an admin error message, never a 500.
 Listings are read with the ORM for presentation (backend, node and link counts are not part of
-the API's FileInfo), after the same checks the API makes (`stat`, then `r` on the directory).
+the API's FileInfo), after the same checks the API makes (`stat`, then `r` on the directory);
+search shows only entries of directories that pass those checks too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied as AdminPermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
+from django.db.models.functions import Length
 from django.http import FileResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path as url_path
@@ -26,7 +28,7 @@ from callfs_site.errors import CallFSError
 from filesystem import access, paths, services
 from filesystem.admin import display
 from filesystem.admin.forms import ChmodForm, DeleteForm, MkdirForm, MoveForm, SearchForm
-from filesystem.models import Inode
+from filesystem.models import Inode, InodeType
 
 PAGE_SIZE = 50
 LINKS_SHOWN = 20
@@ -50,6 +52,28 @@ def reporting(request):
 def _active_links(prefix: str = "download_links__") -> Q:
     return Q(**{f"{prefix}used_at__isnull": True, f"{prefix}revoked_at__isnull": True,
                 f"{prefix}expires_at__gt": timezone.now()})
+
+
+def _listable_below(user, directory: Inode) -> list[int] | None:
+    """The ids of `directory` and of the directories below it that browse_view would list for
+    `user` (`x` on every directory above, as `services.stat` checks, then `r`), given that
+    `directory` has passed both; None if the user bypasses permissions."""
+    if access.is_admin(user):
+        return None
+    below = Inode.objects.filter(type=InodeType.DIRECTORY).exclude(pk=directory.pk)
+    if not directory.is_root:
+        below = below.filter(path__startswith=directory.path + "/")
+    listable = [directory.pk]
+    entered = {directory.pk} if access.allows(user, directory, access.EXECUTE) else set()
+    # Shorter paths first: a directory's parent is decided before it.
+    for pk, parent_id, owner_id, group_id, mode in below.order_by(Length("path")).values_list(
+            "id", "parent_id", "owner_id", "group_id", "mode"):
+        if parent_id in entered:
+            if access.allows_raw(user, owner_id, group_id, mode, access.READ):
+                listable.append(pk)
+            if access.allows_raw(user, owner_id, group_id, mode, access.EXECUTE):
+                entered.add(pk)
+    return listable
 
 
 class FileBrowserMixin:
@@ -123,6 +147,10 @@ class FileBrowserMixin:
             if not directory.is_root:
                 entries = entries.filter(path__startswith=directory.path + "/")
             entries = entries.exclude(pk=directory.pk).order_by("type", "path")
+            # Search must not find what browsing would refuse to show.
+            listable = _listable_below(request.user, directory)
+            if listable is not None:
+                entries = entries.filter(parent_id__in=listable)
         else:
             entries = Inode.objects.filter(parent_id=directory.pk).order_by("type", "name")
         entries = entries.select_related("owner", "group").annotate(
@@ -172,6 +200,8 @@ class FileBrowserMixin:
         context = self._context(
             request, inode.path, inode.path,
             inode=inode,
+            # The API's rule (access.may_see_digest): a digest gives short secrets away.
+            sha256=inode.sha256 if access.may_see_digest(request.user, inode) else None,
             mode=display.mode_string(inode.type, inode.mode),
             size=display.human_size(inode.size),
             links=links[:LINKS_SHOWN],

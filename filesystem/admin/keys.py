@@ -17,6 +17,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("revoked_at", "last_used_at")
     search_fields = ("prefix", "user__username", "name")
     list_select_related = ("user",)
+    # `user` stays read-only: moving a key to another user would hand out that user's identity.
     readonly_fields = ("prefix", "user", "created_at", "last_used_at", "revoked_at")
     exclude = ("digest",)  # only a keyed hash is stored; even that stays out of the page
     actions = ["revoke"]
@@ -32,15 +33,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         """Create a key with `keys.create_api_key` and show it once, on this answer only."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
+        form = ApiKeyCreateForm(request.POST if request.method == "POST" else None,
+                                creator=request.user)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": "Create an API key", "subtitle": None, "form": form}
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                api_key, key = keys.create_api_key(
-                    data["username"], superuser=data["superuser"], groups=data["groups"],
-                    name=data["name"])
+                api_key, key = keys.create_api_key(  # no flags unless the form offered them
+                    data["username"], superuser=data.get("superuser", False),
+                    groups=data.get("groups", []), name=data["name"])
             except (keys.ApiKeyError, IntegrityError) as exc:
                 messages.error(request, str(exc))
             else:
@@ -51,7 +53,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
                     **context, "title": "API key created", "api_key": api_key, "key": key})
         return TemplateResponse(request, "callfs_admin/apikey_add.html", context)
 
-    @admin.action(description="Revoke selected keys")
+    # Revoking changes keys: without `permissions`, anyone who may view the list could do it.
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         active = list(queryset.filter(revoked_at__isnull=True))
         count = keys.revoke_keys(ApiKey.objects.filter(pk__in=[k.pk for k in active]))

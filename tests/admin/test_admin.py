@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
@@ -94,6 +94,17 @@ def head(api, path: str) -> dict:
     response = api.head(f"/v1/files/{path.lstrip('/')}")
     assert response.status_code == 200, response.status_code
     return {k: response[k] for k in ("X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group")}
+
+
+def staff(make_user, name: str, *codenames: str):
+    """A logged-in staff member who is not a superuser, holding only these permissions."""
+    member, _ = make_user(name)
+    member.is_staff = True
+    member.save()
+    member.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(member)
+    return member, client
 
 
 # --- access -------------------------------------------------------------------------------------
@@ -386,6 +397,46 @@ def test_staff_who_are_not_superusers_get_posix_permissions(api, make_user):
     assert Inode.objects.filter(path="/private").exists()
 
 
+def test_search_shows_only_what_browsing_would_list(admin, boss, make_user):
+    """Issue 20: a result is shown only if browsing its directory would list it (`x` on every
+    directory above it, `r` on its own), so search finds nothing behind a closed directory."""
+    _, clerk = staff(make_user, "clerk", "view_inode")
+    for directory, mode in [("/alice", 0o700), ("/alice/sub", 0o755), ("/shared", 0o755),
+                            ("/dropbox", 0o711), ("/dropbox/open", 0o755),
+                            ("/listonly", 0o744), ("/listonly/sub", 0o755)]:
+        services.make_directory(boss, directory)
+        services.change_metadata(boss, directory, mode=mode)
+    for name in ["/alice/private-plans.txt", "/alice/sub/deep-plans.txt", "/shared/plans.txt",
+                 "/dropbox/hidden-plans.txt", "/dropbox/open/open-plans.txt",
+                 "/listonly/listed-plans.txt", "/listonly/sub/unreachable-plans.txt"]:
+        services.create_file(boss, name, [b"secret"])
+    assert any("PERMISSION_DENIED" in m for m in messages_in(
+        clerk.get(url(path="/alice"), follow=True)))
+
+    shown = ["shared/plans.txt", "dropbox/open/open-plans.txt", "listonly/listed-plans.txt"]
+    content = page(clerk, url(path="/", q="plans"))
+    assert all(name in content for name in shown)
+    for hidden in ("private-plans", "deep-plans", "hidden-plans", "unreachable-plans"):
+        assert hidden not in content
+    assert "3 results" in content
+    content = page(clerk, url(path="/listonly", q="plans"))  # readable, not traversable
+    assert "listed-plans.txt" in content and "unreachable-plans" not in content
+    assert "1 result" in content
+    assert "7 results" in page(admin, url(path="/", q="plans"))  # superusers bypass the checks
+
+
+def test_an_entry_shows_its_digest_only_to_those_who_may_read_it(admin, boss, make_user):
+    """Issue 20: as in the API, a file's sha256 gives a short secret away."""
+    _, clerk = staff(make_user, "clerk", "view_inode")
+    services.create_file(boss, "/pin.txt", [b"pin=4321"])
+    services.create_file(boss, "/notice.txt", [b"open"])
+    services.change_metadata(boss, "/pin.txt", mode=0o600)
+    secret = hashlib.sha256(b"pin=4321").hexdigest()
+    assert secret not in page(clerk, url("entry", "/pin.txt"))
+    assert hashlib.sha256(b"open").hexdigest() in page(clerk, url("entry", "/notice.txt"))
+    assert secret in page(admin, url("entry", "/pin.txt"))
+
+
 # --- links --------------------------------------------------------------------------------------
 
 
@@ -546,6 +597,54 @@ def test_revoke_keys_and_see_last_use(admin, make_user, client_for):
     assert api_key.revoked_at is not None
     assert_error(client_for(key).get("/v1/files/"), 401, "AUTHENTICATION_FAILED")
     assert logged(CHANGE)[-1].change_message == "Revoked"
+
+
+KEYS = "/admin/filesystem/apikey/"
+
+
+def test_staff_who_are_not_superusers_create_plain_keys_for_themselves_only(make_user,
+                                                                             api_client):
+    """Issue 20: with only `add_apikey`, a staff member may create a key for themselves with no
+    flags; another user, the superuser flag and groups are for superusers."""
+    member, clerk = staff(make_user, "clerk", "add_apikey")
+    make_user("alice")
+    form = page(clerk, KEYS + "add/")
+    assert 'name="superuser"' not in form and 'name="groups"' not in form
+    assert 'name="username" value="clerk"' in form
+
+    for username in ("alice", "mallory"):  # impersonation, or a new user of one's own making
+        response = clerk.post(KEYS + "add/", {"username": username, "name": "x"})
+        assert response.status_code == 200
+        assert "only superusers may create keys for other users" in response.content.decode()
+        assert not ApiKey.objects.filter(user__username=username, name="x").exists()
+    assert not type(member).objects.filter(username="mallory").exists()
+
+    response = clerk.post(KEYS + "add/", {"username": "clerk", "superuser": "on",
+                                          "groups": "admins"})
+    key = re.search(r'id="callfs-new-key">([^<]+)<', response.content.decode())[1]
+    member.refresh_from_db()
+    assert not member.is_superuser and not member.groups.exists()
+    assert not Group.objects.filter(name="admins").exists()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert api_client.get("/v1/files/").status_code == 200
+    assert ApiKey.objects.matching(key).get().user == member
+
+
+def test_keys_keep_their_user_and_revoking_needs_the_change_permission(make_user, client_for):
+    _, key = make_user("alice")
+    api_key = ApiKey.objects.get(user__username="alice")
+    _, viewer = staff(make_user, "viewer", "view_apikey")
+    assert 'value="revoke"' not in page(viewer, KEYS)
+    viewer.post(KEYS, {"action": "revoke", "_selected_action": [api_key.pk]})
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is None
+    assert client_for(key).get("/v1/files/").status_code == 200
+
+    editor, client = staff(make_user, "editor", "view_apikey", "change_apikey")
+    response = client.post(f"{KEYS}{api_key.pk}/change/", {"user": editor.pk, "name": "mine"})
+    assert response.status_code == 302
+    api_key.refresh_from_db()
+    assert api_key.user.username == "alice" and api_key.name == "mine"
 
 
 # --- dashboard ----------------------------------------------------------------------------------
