@@ -78,6 +78,13 @@ def require_read(user: User, inode: Inode) -> None:
     _require(user, inode, READ)
 
 
+def may_see_digest(user: User, inode: Inode) -> bool:
+    """May the user learn anything derived from a file's content: its sha256 (`ETag`,
+    `X-CallFS-SHA256`) or whether a tag they send matches it? Only if they may read it (§16.5):
+    the digest of a short secret gives the secret away to a brute-force search."""
+    return user.is_authenticated and allows(user, inode, READ)
+
+
 def can_descend(user: User, directory: Inode) -> bool:
     """May a recursive listing go into this directory (read and traverse it)?"""
     return allows(user, directory, READ | EXECUTE)

@@ -68,18 +68,24 @@ class MetadataRequest(serializers.Serializer):
         return int(value, 8)
 
 
+_NEEDS_X = (" Absent when the caller may read the listed directory but not traverse it "
+            "(r without x).")
+
+
 class FileInfoSerializer(serializers.Serializer):
     """A listing entry (API.md §5.2, plus `group`); documentation only: listings are built from
-    tuples for speed (services._info)."""
+    tuples for speed (services._info). In a directory the caller may read (`r`) but not
+    traverse (`x`), entries carry only `name`, `path` and `type`, as POSIX readdir gives."""
 
     name = serializers.CharField()
     path = serializers.CharField()
     type = serializers.ChoiceField(["file", "directory"])
-    size = serializers.IntegerField()
-    mode = serializers.CharField(help_text='octal, e.g. "0644"')
-    owner = serializers.CharField()
-    group = serializers.CharField()
-    mtime = serializers.CharField(help_text="RFC 3339, seconds, UTC")
+    size = serializers.IntegerField(required=False,
+                                    help_text="bytes; 0 for directories." + _NEEDS_X)
+    mode = serializers.CharField(required=False, help_text='octal, e.g. "0644".' + _NEEDS_X)
+    owner = serializers.CharField(required=False, help_text="user name." + _NEEDS_X)
+    group = serializers.CharField(required=False, help_text="group name." + _NEEDS_X)
+    mtime = serializers.CharField(required=False, help_text="RFC 3339, seconds, UTC." + _NEEDS_X)
 
 
 class DirectoryListingSerializer(serializers.Serializer):

@@ -57,8 +57,10 @@ SMALL_DOWNLOAD = 64 * 1024
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = False) -> None:
-    """The X-CallFS-* headers of API.md §5.1, plus validators for files (§16.3)."""
+def metadata_headers(response: HttpResponse, inode: Inode, user, *,
+                     instance: bool = False) -> None:
+    """The X-CallFS-* headers of API.md §5.1, plus validators for files (§16.3): the content
+    digest (ETag, X-CallFS-SHA256) only for a caller who may read the file (§16.5)."""
     headers = {
         "X-CallFS-Type": inode.type, "X-CallFS-Size": str(inode.size),
         "X-CallFS-Mode": inode.mode_string, "X-CallFS-Owner": inode.owner_name,
@@ -69,8 +71,9 @@ def metadata_headers(response: HttpResponse, inode: Inode, *, instance: bool = F
     if not inode.is_dir:
         headers["Accept-Ranges"] = "bytes"
         headers["Last-Modified"] = conditional.last_modified(inode)
-        if inode.sha256:
-            headers["ETag"] = conditional.etag(inode)
+        tag = conditional.etag(inode, user)
+        if tag is not None:
+            headers["ETag"] = tag
             headers["X-CallFS-SHA256"] = inode.sha256
     set_headers(response, headers)
 
@@ -94,13 +97,18 @@ def _copy_source(request) -> str | None:
     return paths.parse(unquote(source)).path
 
 
-def _not_modified_or_failed(headers, inode: Inode) -> HttpResponse | None:
-    status = conditional.read_status(headers, inode)
+def _precondition(request):
+    """The write preconditions (If-Match, If-None-Match, If-Unmodified-Since) of a request."""
+    return conditional.write_precondition(conditional.validators(request), request.user)
+
+
+def _not_modified_or_failed(headers, inode: Inode, user) -> HttpResponse | None:
+    status = conditional.read_status(headers, inode, user)
     if status == 412:
         raise PreconditionFailed()
     if status == 304:
         response = HttpResponse(status=304)
-        metadata_headers(response, inode)
+        metadata_headers(response, inode, user)
         return response
     return None
 
@@ -119,7 +127,8 @@ def _not_modified_or_failed(headers, inode: Inode) -> HttpResponse | None:
                    **errors(400, 401, 403, 404, 412, 416, 502, 503)}),
     head=extend_schema(
         summary="Metadata headers: X-CallFS-Type/-Size/-Mode/-Owner/-Group/-MTime/-Instance-ID"
-                "/-SHA256, ETag, Last-Modified", parameters=[PATH],
+                ", Last-Modified; X-CallFS-SHA256 and ETag only for callers who may read the "
+                "file", parameters=[PATH],
         responses={200: OpenApiResponse(description="headers only"), 304: None,
                    **errors(400, 401, 403, 404)}),
     post=extend_schema(
@@ -158,16 +167,17 @@ class FileView(CallFSView):
     lean_methods = frozenset({"GET", "HEAD", "PUT", "POST"})  # the byte movers (CallFSView)
 
     def get(self, request, path: str = ""):
-        inode = services.stat(request.user, paths.parse(path).path)
+        # `r` first: no conditional or Range may tell anything about bytes one may not read.
+        inode = services.stat(request.user, paths.parse(path).path, read=True)
         if inode.is_dir:
             response = Response(services.list_children(request.user, inode))
-            metadata_headers(response, inode)
+            metadata_headers(response, inode, request.user)
             return response
         validators = conditional.validators(request)
-        early = _not_modified_or_failed(validators, inode)
+        early = _not_modified_or_failed(validators, inode, request.user)
         if early is not None:
             return early
-        requested = conditional.byte_range(validators, inode)
+        requested = conditional.byte_range(validators, inode, request.user)
         start, length = requested or (0, inode.size)
         status = 206 if requested else 200
         if length <= SMALL_DOWNLOAD:
@@ -180,18 +190,18 @@ class FileView(CallFSView):
         extent = {"Content-Range": f"bytes {start}-{start + length - 1}/{inode.size}"
                   } if requested else {}
         set_headers(response, {"Content-Length": str(length), **extent})
-        metadata_headers(response, inode, instance=True)
+        metadata_headers(response, inode, request.user, instance=True)
         return response
 
     def head(self, request, path: str = ""):
         inode = services.stat(request.user, paths.parse(path).path)
         early = None if inode.is_dir else _not_modified_or_failed(
-            conditional.validators(request), inode)
+            conditional.validators(request), inode, request.user)
         if early is not None:
             return early
         content_type = "application/json" if inode.is_dir else "application/octet-stream"
         response = HttpResponse(content_type=content_type)
-        metadata_headers(response, inode, instance=True)
+        metadata_headers(response, inode, request.user, instance=True)
         if not inode.is_dir:
             set_headers(response, {"Content-Length": str(inode.size)})
         return response
@@ -214,7 +224,7 @@ class FileView(CallFSView):
         target = paths.parse(path)
         if target.trailing_slash:
             raise InvalidRequest("PUT needs a file path; a trailing slash names a directory")
-        precondition = conditional.write_precondition(conditional.validators(request))
+        precondition = _precondition(request)
         copy_source = _copy_source(request)
         if copy_source is not None:
             _, created = services.copy_file(request.user, copy_source, target.path,
@@ -231,7 +241,7 @@ class FileView(CallFSView):
         body = read_json(request, PATCH_BODY_LIMIT)
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
-        precondition = conditional.write_precondition(conditional.validators(request))
+        precondition = _precondition(request)
         if any(key in body for key in MetadataRequest.FIELDS):
             return self._change_metadata(request, source, body, precondition)
         move = MoveRequest(data=body)
@@ -265,7 +275,7 @@ class FileView(CallFSView):
         services.delete(
             request.user, paths.parse(path).path,
             recursive=request.query_params.get("recursive") in ("true", "1"),
-            precondition=conditional.write_precondition(conditional.validators(request)),
+            precondition=_precondition(request),
         )
         return HttpResponse(status=204)
 

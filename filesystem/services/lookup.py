@@ -30,7 +30,7 @@ _INFO_COLUMNS = ("id", "parent_id", "owner_id", "group_id",
 _INFO_START = 4  # FileInfo fields start here; the ids before them decide permissions
 
 
-_ID, _PARENT, _OWNER, _GROUP, _TYPE, _MODE = 0, 1, 2, 3, 6, 8
+_ID, _PARENT, _OWNER, _GROUP, _NAME, _PATH, _TYPE, _MODE = 0, 1, 2, 3, 4, 5, 6, 8
 
 
 MAX_LISTING_DEPTH = 1000
@@ -66,12 +66,17 @@ def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
     return Inode.from_row(entry), Inode.from_row(deepest)
 
 
-def stat(user: User, path: str) -> Inode:
-    """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing."""
+def stat(user: User, path: str, *, read: bool = False) -> Inode:
+    """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing.
+    With `read`, also `r` on the entry itself (a file's bytes, a directory's names), so that a
+    GET answers 403 before any conditional or Range is weighed against the content."""
     entry, _ = _walk_rows(user, path)
     if entry is None:
         raise FileNotFound()
-    return Inode.from_row(entry)
+    inode = Inode.from_row(entry)
+    if read:
+        access.require_read(user, inode)
+    return inode
 
 
 def _check_can_create(user: User, nearest: Inode | None) -> None:
@@ -92,14 +97,24 @@ class Listing:
     items: list[dict]
 
 
+def _entries(user: User, directory: Inode, rows) -> list[dict]:
+    """The listing entries of a directory's child rows. Reading a directory gives its entries'
+    names and types; their size, mode, owner, group and mtime need `x` on it, as a HEAD of each
+    would (POSIX: `ls -l` in a directory with r but not x shows only names)."""
+    if access.allows(user, directory, access.EXECUTE):
+        return [_info(*row[_INFO_START:]) for row in rows]
+    return [{"name": row[_NAME], "path": row[_PATH], "type": row[_TYPE]} for row in rows]
+
+
 def list_children(user: User, directory: Inode) -> list[dict]:
-    """The immediate children of a directory as FileInfo objects: files first, then
-    directories, each by name (upstream's SQL order). Needs `r` on the directory."""
+    """The immediate children of a directory as FileInfo objects (names and types only without
+    `x` on it): files first, then directories, each by name (upstream's SQL order). Needs `r`
+    on the directory."""
     access.require_read(user, directory)
     rows = (Inode.objects.filter(parent_id=directory.pk)
             .order_by("-type", "name").values_list(*_INFO_COLUMNS))
     record_file_operation("list", directory.backend)
-    return [_info(*row[_INFO_START:]) for row in rows]
+    return _entries(user, directory, rows)
 
 
 def list_directory(user: User, path: str, *, recursive: bool = False,
@@ -135,7 +150,8 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
         frontier = next_frontier
 
     # Each directory's children come together, then each child directory's subtree in order.
-    items = [_info(*row[_INFO_START:]) for row in children.get(directory.pk, ())]
+    # Below the top, only directories with `x` were entered: their entries are full FileInfo.
+    items = _entries(user, directory, children.get(directory.pk, ()))
     pending = [row[_ID] for row in reversed(children.get(directory.pk, ()))
                if row[_TYPE] == InodeType.DIRECTORY]
     while pending:
