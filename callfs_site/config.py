@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEV_SECRET_KEY = "callfs-development-secret-key-do-not-use-in-production"  # noqa: S105
+# Keys published with this project or by Django (the former CallFS development default,
+# startproject's "django-insecure-" ones): anyone can sign with them, so they are refused unless
+# DJANGO_DEBUG is on. Without DJANGO_SECRET_KEY each installation generates its own instead.
+PUBLISHED_SECRET_KEYS = frozenset({"callfs-development-secret-key-do-not-use-in-production"})
+PUBLISHED_SECRET_KEY_PREFIX = "django-insecure-"  # noqa: S105 - a prefix to refuse
+SECRET_KEY_FILE = "var/secret_key"  # noqa: S105 - a path, relative to the project as var/data
 MIN_SECRET_LENGTH = 16
 RESERVED_USERNAMES = frozenset({"root", "internal-proxy"})
 BACKENDS = ("localfs", "s3")
@@ -57,6 +64,19 @@ class Config:
     umask: int = 0o022
     metrics_public: bool = False
     bind: str = "127.0.0.1:8000"
+    secret_key_file: Path | None = None  # where secret_key was read, when not from the env
+
+    def production_warnings(self) -> list[str]:
+        """Settings that work but are unsafe in production: one line each, naming the setting."""
+        found = []
+        if "*" in self.allowed_hosts and not self.debug:
+            found.append("DJANGO_ALLOWED_HOSTS: '*' accepts any Host header; list the names "
+                         "this server is reached by. Download links use CALLFS_EXTERNAL_URL, "
+                         f"else CALLFS_NODE_URL ({self.external_url or self.node_url})")
+        if self.secret_key_file is not None and self.internal_secret:
+            found.append(f"DJANGO_SECRET_KEY: read from {self.secret_key_file}, made on this "
+                         "machine; every node of a cluster needs the same DJANGO_SECRET_KEY")
+        return found
 
     def masked(self) -> dict[str, object]:
         """The settings as printable values, secrets replaced by asterisks."""
@@ -120,6 +140,71 @@ def _secret(env: environ.Env, name: str, default: str | None = None) -> str | No
     if len(value) < MIN_SECRET_LENGTH:
         raise _fail(name, f"must be at least {MIN_SECRET_LENGTH} characters long")
     return value
+
+
+def _published(key: str) -> bool:
+    return key in PUBLISHED_SECRET_KEYS or key.startswith(PUBLISHED_SECRET_KEY_PREFIX)
+
+
+def _secret_key(env: environ.Env, debug: bool) -> tuple[str, Path | None]:
+    """DJANGO_SECRET_KEY, else the key in DJANGO_SECRET_KEY_FILE (made on first use), and the
+    file it came from."""
+    key = env.str("DJANGO_SECRET_KEY", default="")
+    if key:
+        if len(key) < MIN_SECRET_LENGTH:
+            raise _fail("DJANGO_SECRET_KEY",
+                        f"must be at least {MIN_SECRET_LENGTH} characters long")
+        if _published(key) and not debug:
+            raise _fail("DJANGO_SECRET_KEY", "is a published development key, refused with "
+                        "DJANGO_DEBUG off: set a random secret of your own, or unset it to use "
+                        f"a key generated in {SECRET_KEY_FILE}")
+        return key, None
+    path = Path(env.str("DJANGO_SECRET_KEY_FILE", default="") or SECRET_KEY_FILE)
+    path = path if path.is_absolute() else BASE_DIR / path
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        key = _generate_secret_key(path)
+    except (OSError, UnicodeError) as exc:
+        raise _fail("DJANGO_SECRET_KEY_FILE", f"cannot read {path} "
+                    f"({getattr(exc, 'strerror', None) or exc})") from None
+    if len(key) < MIN_SECRET_LENGTH:
+        raise _fail("DJANGO_SECRET_KEY_FILE", f"{path} holds fewer than {MIN_SECRET_LENGTH} "
+                    "characters (delete it to have a new key made)")
+    if _published(key) and not debug:
+        raise _fail("DJANGO_SECRET_KEY_FILE", f"{path} holds a published development key, "
+                    "refused with DJANGO_DEBUG off (delete it to have a new key made)")
+    return key, path
+
+
+def _generate_secret_key(path: Path) -> str:
+    """Store a new random key at `path` (mode 0600) and return it; if another process (a
+    gunicorn worker, a second manage.py) stored one first, return that one instead. The file
+    appears complete or not at all: written and fsynced under a temporary name, then hard-linked
+    into place, which fails rather than replace an existing key."""
+    key = secrets.token_urlsafe(48)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(key + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        finally:
+            os.unlink(temporary)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the key must outlive a crash: API keys are hashed with it
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise _fail("DJANGO_SECRET_KEY_FILE", f"DJANGO_SECRET_KEY is unset and {path} cannot "
+                    f"be created ({exc.strerror or exc}); set one of them") from None
+    return key
 
 
 def _database(env: environ.Env) -> dict:
@@ -260,9 +345,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         source = {**_yaml_settings(source["CALLFS_CONFIG"]), **source}
     env.ENVIRON = source
     debug = _bool(env, "DJANGO_DEBUG", False)
-    secret_key = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
-    if len(secret_key) < MIN_SECRET_LENGTH:
-        raise _fail("DJANGO_SECRET_KEY", f"must be at least {MIN_SECRET_LENGTH} characters long")
+    secret_key, secret_key_file = _secret_key(env, debug)
     allowed_hosts = [h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", default="*").split(",")
                      if h.strip()]
 
@@ -325,6 +408,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         umask=int(umask_raw, 8),
         metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
         bind=env.str("CALLFS_BIND", default="127.0.0.1:8000"),
+        secret_key_file=secret_key_file,
     )
 
 

@@ -1,5 +1,7 @@
 """Site-level endpoints: /health, /metrics, and JSON answers for unknown URLs and crashes."""
 
+import logging
+
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -14,6 +16,8 @@ from rest_framework.views import APIView
 from callfs_site.errors import CallFSError, NotFound, ServiceUnavailable, error_response
 from callfs_site.metrics import exposition
 from callfs_site.schema import ERROR
+
+logger = logging.getLogger(__name__)
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 COMPACT = {"separators": (",", ":")}  # compact JSON, as every other answer
@@ -94,7 +98,8 @@ class HealthView(CallFSView):
                           503: ERROR})
 class ReadyView(CallFSView):
     """Readiness (API.md §16.4): the database, Redis (if configured) and every configured
-    storage backend answer; otherwise 503 naming the first failing component."""
+    storage backend answer; otherwise 503 naming the first failing component. Anyone may ask,
+    so the answer names components only; why one failed (paths, hosts) goes to the log."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -106,14 +111,13 @@ class ReadyView(CallFSView):
             try:
                 check()
                 checks[name] = "ok"
-            except Exception as exc:  # any failure means not ready; say which and why
-                checks[name] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+            except Exception as exc:  # any failure means not ready
+                checks[name] = "unavailable"
+                logger.warning("not ready: %s failed: %s: %s", name, exc.__class__.__name__,
+                               (str(exc).splitlines() or [""])[0][:500])
         failing = [name for name, state in checks.items() if state != "ok"]
         if failing:
-            body = {"code": ServiceUnavailable.default_code,
-                    "message": f"{failing[0]} unavailable: {checks[failing[0]]}",
-                    "checks": checks}
-            return JsonResponse(body, status=503, json_dumps_params=COMPACT)
+            raise ServiceUnavailable(f"{failing[0]} unavailable", extra={"checks": checks})
         return JsonResponse({"status": "ready", "checks": checks}, json_dumps_params=COMPACT)
 
 

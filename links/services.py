@@ -128,6 +128,12 @@ def redeem(token: str) -> Download:
     if link.used_at is not None or link.revoked_at is not None:
         series(LINK_CONSUMPTIONS, "invalid").inc()
         raise LinkExpired("link already used" if link.used_at else "link revoked")
+    if not link.created_by.is_active:
+        # A link acts for its creator; a deactivated one ends it as a revocation would (the
+        # signal in links.signals revokes at deactivation; a bulk UPDATE sends none).
+        revoke_links(DownloadLink.objects.filter(pk=link.pk))
+        series(LINK_CONSUMPTIONS, "invalid").inc()
+        raise LinkExpired("link revoked")
     won = DownloadLink.objects.redeemable(now).filter(pk=link.pk).update(used_at=now)
     if won != 1:  # another request consumed (or revoked) it since we read the row
         series(LINK_CONSUMPTIONS, "invalid").inc()
@@ -183,6 +189,11 @@ def revoke_links(links: QuerySet[DownloadLink]) -> int:
     if count:
         logger.info("%s download link(s) revoked", count)
     return count
+
+
+def revoke_links_of(user: User) -> int:
+    """Revoke every link `user` made that could still download (their deactivation)."""
+    return revoke_links(DownloadLink.objects.filter(created_by_id=user.pk))
 
 
 def purge(older_than: timedelta = timedelta(days=1)) -> int:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -13,7 +18,8 @@ from django.core.management import call_command
 
 from callfs_site.config import load_config
 from callfs_site.logs import CallFSJsonFormatter, RequestContextFilter, request_id
-from tests.helpers import upload
+from tests.helpers import run_in_threads, upload
+from tests.servers import PROJECT, manage
 
 
 @pytest.mark.django_db
@@ -32,8 +38,26 @@ def test_ready_is_503_naming_an_unreachable_redis(api_client, redis_down):
     assert response.status_code == 503
     body = response.json()
     assert body["code"] == "SERVICE_UNAVAILABLE"
-    assert body["message"].startswith("redis unavailable")
+    assert body["message"] == "redis unavailable"
+    assert body["checks"]["database"] == "ok" and body["checks"]["redis"] == "unavailable"
+
+
+@pytest.mark.django_db
+def test_ready_names_the_failing_component_and_logs_why(api_client, storage_root, caplog):
+    """/ready answers anyone: it names what fails, never the exception text (paths, hosts);
+    the detail goes to the log."""
+    storage_root.mkdir(parents=True)
+    (storage_root / "tmp").write_text("a file where the upload directory belongs")
+    caplog.set_level(logging.WARNING, logger="callfs_site.views")
+    response = api_client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["code"], body["message"]) == ("SERVICE_UNAVAILABLE", "backend:localfs unavailable")
     assert body["checks"]["database"] == "ok"
+    assert body["checks"]["backend:localfs"] == "unavailable"
+    text = response.content.decode()
+    assert str(storage_root) not in text and "Error" not in text and "Errno" not in text
+    assert "backend:localfs" in caplog.text and str(storage_root / "tmp") in caplog.text
 
 
 def test_json_log_lines_carry_the_request_context():
@@ -125,7 +149,8 @@ def test_upstream_positional_keys_become_api_users():
 @pytest.mark.django_db
 def test_validate_config_masks_secrets(settings):
     settings.CALLFS = dataclasses.replace(settings.CALLFS, internal_secret="topsecret" * 3,
-                                          api_keys={"k" * 20: "alice"})
+                                          api_keys={"k" * 20: "alice"},
+                                          allowed_hosts=["files.example.com"])
     out = StringIO()
     call_command("validate_config", stdout=out)
     text = out.getvalue()
@@ -192,3 +217,119 @@ def test_a_broken_config_file_is_named(tmp_path):
     bad.write_text("server: [unclosed")
     with pytest.raises(ImproperlyConfigured, match="^CALLFS_CONFIG: .* is not valid YAML"):
         load_config({"CALLFS_CONFIG": str(bad)})
+
+
+# --- the secret key and allowed hosts (issue 20) ---------------------------------------------
+
+PUBLISHED_KEY = "callfs-development-secret-key-do-not-use-in-production"  # the former default
+
+
+def fresh_checkout_environment(tmp_path) -> dict[str, str]:
+    """The environment of `make run` on a fresh checkout: no CallFS, Django or service
+    settings; the database, data and secret key file of this test's own."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("CALLFS_", "DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'callfs.sqlite3'}",
+                "CALLFS_DATA_DIR": str(tmp_path / "data"),
+                "DJANGO_SECRET_KEY_FILE": str(tmp_path / "var" / "secret_key")})
+    return env
+
+
+@pytest.mark.parametrize("key", [PUBLISHED_KEY, "django-insecure-" + "x" * 40])
+def test_a_published_secret_key_is_refused_unless_debugging(key):
+    with pytest.raises(ImproperlyConfigured) as error:
+        load_config({"DJANGO_SECRET_KEY": key})
+    message = str(error.value)
+    assert message.startswith("DJANGO_SECRET_KEY:") and "\n" not in message
+    assert key not in message
+    assert load_config({"DJANGO_SECRET_KEY": key, "DJANGO_DEBUG": "1"}).secret_key == key
+
+
+def test_manage_py_refuses_a_published_secret_key_in_one_line(tmp_path):
+    env = {**fresh_checkout_environment(tmp_path), "DJANGO_SECRET_KEY": PUBLISHED_KEY,
+           "DJANGO_DEBUG": "0"}
+    result = subprocess.run([sys.executable, "manage.py", "validate_config"], cwd=PROJECT,
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stdout
+    assert "configuration OK" not in result.stdout
+    assert re.fullmatch(r"callfs: configuration error: DJANGO_SECRET_KEY: [^\n]+\n",
+                        result.stderr), result.stderr
+
+
+def test_without_a_secret_key_one_is_generated_once_and_kept(tmp_path):
+    path = tmp_path / "var" / "secret_key"
+    first = load_config({"DJANGO_SECRET_KEY_FILE": str(path)})
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert first.secret_key == path.read_text().strip() and len(first.secret_key) >= 50
+    assert first.secret_key != PUBLISHED_KEY
+    assert first.link_secret == f"link:{first.secret_key}"
+    assert load_config({"DJANGO_SECRET_KEY_FILE": str(path)}).secret_key == first.secret_key
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secret_key"]  # no temp file left
+    other = load_config({"DJANGO_SECRET_KEY_FILE": str(tmp_path / "other")}).secret_key
+    assert other != first.secret_key  # each installation its own
+    explicit = "an-operator-chosen-secret-key-0123456789"
+    assert load_config({"DJANGO_SECRET_KEY_FILE": str(tmp_path / "unused"),
+                        "DJANGO_SECRET_KEY": explicit}).secret_key == explicit
+    assert not (tmp_path / "unused").exists()
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path):
+    path = tmp_path / "var" / "secret_key"
+    keys: list[str] = []
+    run_in_threads(*[lambda: keys.append(load_config(
+        {"DJANGO_SECRET_KEY_FILE": str(path)}).secret_key)] * 8)
+    assert len(keys) == 8 and set(keys) == {path.read_text().strip()}
+
+
+def test_an_unusable_secret_key_file_is_named_in_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    blocked = tmp_path / "a-file" / "secret_key"  # its directory cannot be made
+    blocked.parent.write_text("")
+    published = tmp_path / "published"
+    published.write_text(PUBLISHED_KEY + "\n")
+    for path in (empty, blocked, published):
+        with pytest.raises(ImproperlyConfigured) as error:
+            load_config({"DJANGO_SECRET_KEY_FILE": str(path)})
+        message = str(error.value)
+        assert message.startswith("DJANGO_SECRET_KEY_FILE:") and "\n" not in message
+
+
+def test_make_run_works_on_a_fresh_checkout_with_a_generated_key(tmp_path):
+    """`make run` is migrate, dev_setup, gunicorn: the first makes the key, all use it."""
+    env = fresh_checkout_environment(tmp_path)
+    key_file = tmp_path / "var" / "secret_key"
+    manage(env, "migrate", "--noinput")
+    secret = key_file.read_text()
+    setup = subprocess.run([sys.executable, "manage.py", "dev_setup"], cwd=PROJECT, env=env,
+                           capture_output=True, text=True, timeout=120, check=True)
+    api_key = re.search(r"API key \(user admin\): (\S+)", setup.stdout)[1]
+    assert str(key_file) in setup.stdout
+    assert key_file.read_text() == secret
+    check = ("import os; from filesystem.keys import authenticate_key; "
+             "print(authenticate_key(os.environ['KEY']).username)")
+    who = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=PROJECT,
+                         env={**env, "KEY": api_key}, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert who.stdout.strip().splitlines()[-1] == "admin"  # after shell's import notice
+
+
+@pytest.mark.django_db
+def test_validate_config_warns_about_any_host_outside_debug(settings):
+    def validate(**changes) -> tuple[str, str]:
+        settings.CALLFS = dataclasses.replace(settings.CALLFS, **changes)
+        out, err = StringIO(), StringIO()
+        call_command("validate_config", stdout=out, stderr=err)
+        return out.getvalue(), err.getvalue()
+
+    out, err = validate(allowed_hosts=["*"], debug=False)
+    assert "DJANGO_ALLOWED_HOSTS" in err and "CALLFS_EXTERNAL_URL" in err
+    assert "configuration OK (1 warning)" in out
+    for changes in ({"allowed_hosts": ["files.example.com"], "debug": False},
+                    {"allowed_hosts": ["*"], "debug": True}):
+        out, err = validate(**changes)
+        assert err == "" and out.rstrip().endswith("configuration OK")
+    # A generated key is this machine's own: a cluster's nodes would not agree on it.
+    out, err = validate(secret_key_file=Path("/srv/callfs/var/secret_key"),
+                        internal_secret="cluster-secret-0123456789")
+    assert "DJANGO_SECRET_KEY: read from /srv/callfs/var/secret_key" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -20,10 +21,24 @@ from links.throttling import LinkGenerateThrottle
 REQUEST_BODY_LIMIT = 4096
 
 
-def download_url(request, token: str) -> str:
-    """CALLFS_EXTERNAL_URL (any path in it kept) or this request's scheme and host, plus
-    /download/<token>."""
-    base = settings.CALLFS.external_url or f"{request.scheme}://{request.get_host()}"
+def download_base(request) -> str:
+    """Where generated links point: CALLFS_EXTERNAL_URL (any path in it kept); else this
+    request's scheme and host when DJANGO_ALLOWED_HOSTS lists the hosts (Django checks the Host
+    header against them); else, with `*`, CALLFS_NODE_URL. A Host header nobody checked never
+    reaches a link: it would make a genuine token point at the sender's server."""
+    config = settings.CALLFS
+    if config.external_url:
+        return config.external_url
+    if "*" in settings.ALLOWED_HOSTS:
+        return config.node_url
+    try:
+        return f"{request.scheme}://{request.get_host()}"
+    except DisallowedHost:
+        raise InvalidRequest("the Host header is not one of DJANGO_ALLOWED_HOSTS") from None
+
+
+def download_url(base: str, token: str) -> str:
+    """`base` (from download_base) plus /download/<token>."""
     return f"{base.rstrip('/')}/download/{token}"
 
 
@@ -45,9 +60,10 @@ class GenerateLinkView(CallFSView):
         params = GenerateLinkRequest(data=read_json(request, REQUEST_BODY_LIMIT,
                                                     error=InvalidRequest))
         params.is_valid(raise_exception=True)
+        base = download_base(request)  # before the link exists: a refused Host makes none
         issued = services.issue(request.user, **params.validated_data)
         expires = services.format_expiry(issued.link.expires_at)
-        return Response({"url": download_url(request, issued.token), "token": issued.token,
+        return Response({"url": download_url(base, issued.token), "token": issued.token,
                          "expires": expires, "expires_at": expires}, status=201)
 
 

@@ -84,7 +84,8 @@ def test_generate_answers_201_with_url_token_and_expiry(auth_client):
     assert response["Content-Type"].startswith("application/json")
     body = json.loads(response.content)
     assert list(body) == ["url", "token", "expires", "expires_at"]
-    assert body["url"] == f"http://testserver/download/{body['token']}"
+    # DJANGO_ALLOWED_HOSTS is `*` here: the URL never takes the request's Host (issue 20).
+    assert body["url"] == f"{settings.CALLFS.node_url}/download/{body['token']}"
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", body["token"])
     assert EXPIRES.match(body["expires"]) and body["expires_at"] == body["expires"]
     expires = datetime.fromisoformat(body["expires"].replace("Z", "+00:00"))
@@ -109,6 +110,31 @@ def test_url_uses_the_external_url(auth_client, settings):
     make_file(auth_client, "/shared.txt")
     body = json.loads(generate(auth_client, {"path": "/shared.txt", "expiry_seconds": 5}).content)
     assert body["url"] == f"https://files.example.com/callfs/download/{body['token']}"
+
+
+def test_url_takes_the_request_host_only_when_allowed_hosts_lists_it(auth_client, settings):
+    settings.ALLOWED_HOSTS = ["testserver", "files.example.com"]
+    make_file(auth_client, "/shared.txt")
+    body = json.loads(generate(auth_client, {"path": "/shared.txt", "expiry_seconds": 5},
+                               HTTP_HOST="files.example.com").content)
+    assert body["url"] == f"http://files.example.com/download/{body['token']}"
+    refused = generate(auth_client, {"path": "/shared.txt", "expiry_seconds": 5},
+                       HTTP_HOST="evil.example")
+    assert "evil" not in assert_error(refused, 400, "INVALID_REQUEST")["message"]
+    assert DownloadLink.objects.count() == 1  # the refused request made no link
+
+
+def test_url_never_takes_an_unchecked_host(auth_client, settings):
+    """With DJANGO_ALLOWED_HOSTS `*` any Host passes Django's check, so a link would point
+    wherever the client said (a phishing URL with a genuine token): the node's URL instead."""
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, node_url="https://node-1.example:8443")
+    make_file(auth_client, "/shared.txt")
+    response = generate(auth_client, {"path": "/shared.txt", "expiry_seconds": 5},
+                        HTTP_HOST="evil.example")
+    body = json.loads(response.content)
+    assert response.status_code == 201
+    assert body["url"] == f"https://node-1.example:8443/download/{body['token']}"
 
 
 def test_generate_canonicalises_the_path(auth_client):
@@ -213,6 +239,49 @@ def test_download_rechecks_the_creators_read_access(auth_client, other_client):
     chmod(auth_client, "/was-public.txt", "0600")
     assert_error(download(token), 403, "PERMISSION_DENIED")
     assert link_of(token).state == "used"
+
+
+def test_a_deactivated_creators_links_are_revoked(auth_client, other_client):
+    """A link acts for its creator: deactivating bob revokes his links for good (reactivating
+    him brings none back); alice's links are untouched."""
+    make_file(auth_client, "/shared.txt", b"shared")
+    bobs, alices = new_link(other_client), new_link(auth_client)
+    bob = link_of(bobs).created_by
+    bob.is_active = False
+    bob.save()
+    assert link_of(bobs).state == "revoked"
+    body = assert_error(download(bobs), 410, "LINK_EXPIRED")
+    assert body["message"] == "link revoked"
+    bob.is_active = True
+    bob.save()
+    assert_error(download(bobs), 410, "LINK_EXPIRED")
+    assert link_of(bobs).used_at is None
+    assert body_of(download(alices)) == b"shared"
+
+
+def test_a_creator_deactivated_behind_the_orms_back_is_caught_at_download(auth_client,
+                                                                          other_client):
+    """A bulk UPDATE sends no signal: the download itself checks the creator, and revokes."""
+    make_file(auth_client, "/shared.txt")
+    token = new_link(other_client)
+    type(link_of(token).created_by).objects.filter(username="bob").update(is_active=False)
+    assert link_of(token).state == "active"
+    body = assert_error(download(token), 410, "LINK_EXPIRED")
+    assert body["message"] == "link revoked"
+    assert link_of(token).state == "revoked" and link_of(token).used_at is None
+
+
+def test_links_survive_the_revocation_of_their_creators_keys(auth_client, other_client):
+    """Decision (issue 20): a link acts for its creator, not for the key that made it; keys
+    are rotated without ending the shares (deactivate the user, or revoke the links, for that)."""
+    from filesystem.keys import forget_authentications, revoke_api_keys
+
+    make_file(auth_client, "/shared.txt", b"still shared")
+    token = new_link(other_client)
+    assert revoke_api_keys("bob") == 1
+    forget_authentications()
+    assert other_client.get("/v1/links/").status_code == 401
+    assert body_of(download(token)) == b"still shared"
 
 
 # --- download --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -33,3 +34,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"  Admin login: {DEV_USER} (password shown when first created; "
                               f"reset it with 'manage.py changepassword {DEV_USER}')")
+        if settings.CALLFS.secret_key_file is not None:
+            # Made by the first manage.py of a fresh checkout (callfs_site.config); API keys are
+            # hashed with it, so losing it revokes them all.
+            self.stdout.write(f"  Secret key: {settings.CALLFS.secret_key_file} (generated for "
+                              "this installation; DJANGO_SECRET_KEY overrides it)")

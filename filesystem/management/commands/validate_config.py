@@ -1,4 +1,5 @@
-"""manage.py validate_config: every setting checked, printed with secrets masked."""
+"""manage.py validate_config: every setting checked, printed with secrets masked; settings that
+work but are unsafe in production are warned about on stderr."""
 
 import json
 
@@ -11,7 +12,8 @@ from filesystem.storage import available_backends, get_backend
 
 class Command(BaseCommand):
     help = ("Load and check every setting (a bad one stops manage.py before this runs, naming "
-            "it), print them with secrets masked, then check the database, Redis and backends.")
+            "it), print them with secrets masked, then check the database, Redis and backends; "
+            "warn about settings unsafe in production.")
 
     def handle(self, *args, **options):
         config = settings.CALLFS
@@ -39,4 +41,8 @@ class Command(BaseCommand):
         problems = [problem.splitlines()[0] for problem in problems]
         if problems:
             raise CommandError(problems[0])
-        self.stdout.write(self.style.SUCCESS("configuration OK"))
+        warnings = config.production_warnings()
+        for warning in warnings:
+            self.stderr.write(self.style.WARNING(f"warning: {warning}"))
+        suffix = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""
+        self.stdout.write(self.style.SUCCESS(f"configuration OK{suffix}"))
