@@ -11,6 +11,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.db.models import Q
 from django.utils import timezone
@@ -24,6 +25,8 @@ class InodeType(models.TextChoices):
     FILE = "file", "file"
     DIRECTORY = "directory", "directory"
 
+
+SETUID, SETGID = 0o4000, 0o2000  # mode bits an entry may carry only as Inode.mode_problem says
 
 # The rows each process keeps between requests (see InodeQuerySet.rows_at): about 1.2 KB each,
 # so at most 5 MB; past the bound the cache starts afresh.
@@ -226,6 +229,26 @@ class Inode(models.Model):
     def save(self, *args, **kwargs):
         self.path_hash = paths.path_key(self.path)
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """The invariant no database constraint states: the mode's special bits (below)."""
+        problem = self.mode_problem(self.type, self.mode)
+        if problem:
+            raise ValidationError({"mode": problem})
+
+    @staticmethod
+    def mode_problem(kind: str, mode: int) -> str | None:
+        """Why `mode` cannot be an entry's of this kind, or None: only bits that mean something
+        here are stored (API.md §16.2). Nothing is executed, so setuid means nothing, nor
+        setgid on a file; setgid on a directory says what every directory here does anyway
+        (new entries take its group) and is kept, as `chmod g+s` on a shared folder."""
+        if not 0 <= mode <= 0o7777:
+            return "must be between 0000 and 7777"
+        if mode & SETUID:
+            return "setuid (4000) is not supported"
+        if mode & SETGID and kind != InodeType.DIRECTORY:
+            return "setgid (2000) applies to directories only"
+        return None
 
     @classmethod
     def from_row(cls, row: tuple | None, db: str = "default") -> Inode | None:

@@ -3,6 +3,9 @@
 Each verb authorises through `filesystem.access`, writes bytes before metadata, and commits the
 metadata under `distributed_lock` in one transaction, with the rows it changes (and the directory
 it inserts into) locked FOR UPDATE, so concurrent creates, moves and deletes cannot tear the tree.
+Every check is made twice: before anything moves, so that a refusal costs nothing, and again on
+the locked rows, which alone decide, since another request may have replaced the entry or changed
+its rights in between (`namespace._checked`; `create._commit` for uploads and copies).
 Blobs replaced or deleted are removed only after the transaction commits.
 
 The modules, each building on the ones before it: `common` (FileInfo, modes, re-reading under a

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from filesystem.exceptions import FileNotFound
 from filesystem.models import Inode, InodeType
 
 Precondition = Callable[[Inode | None], None]
@@ -38,14 +37,3 @@ def _this_node() -> str:
 def _new_mode(kind: str) -> int:
     base = 0o777 if kind == InodeType.DIRECTORY else 0o666
     return base & ~settings.CALLFS.umask
-
-
-def _lock_current(path: str, precondition: Precondition | None) -> Inode:
-    """Inside a transaction: the entry at `path` locked FOR UPDATE, its preconditions checked
-    again now that nobody can change it (they were checked before any byte moved, too)."""
-    current = Inode.objects.select_for_update().at(path).first()
-    if current is None:
-        raise FileNotFound()
-    if precondition:
-        precondition(current)
-    return current

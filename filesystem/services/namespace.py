@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -32,10 +36,29 @@ from filesystem.services.blobs import (
     _require_reachable,
     _transfer,
 )
-from filesystem.services.common import Precondition, _lock_current, _this_node
-from filesystem.services.create import _locked_parent
-from filesystem.services.lookup import _check_can_create, _walk, resolve, stat
+from filesystem.services.common import Precondition, _this_node
+from filesystem.services.create import _locked_parent, _locked_walk
+from filesystem.services.lookup import _check_can_create, _walk, resolve
 from filesystem.storage import available_backends
+
+T = TypeVar("T")
+# A check of what a path holds: (the entry or None, its deepest existing ancestor) -> a result,
+# or an error raised. See `_checked`.
+Check = Callable[[Inode | None, Inode | None], T]
+
+
+def _checked(user: User, path: str, check: Check[T], *, locked: bool = False) -> T:
+    """What `check` makes of the entry at `path` and its deepest existing ancestor (the parent,
+    when the entry exists), with `x` checked on every directory on the way. Each verb runs one
+    `check` twice: first before anything moves, so that a refusal costs nothing, then `locked`,
+    in its transaction under `distributed_lock(path)`, on the entry locked FOR UPDATE. In
+    between, another request may have put another user's entry at the path, chowned it or
+    chmodded its directory: only what holds under the lock may decide what the verb changes."""
+    if locked:
+        entry, nearest, _ = _locked_walk(user, path)
+    else:
+        entry, nearest = _walk(user, path)
+    return check(entry, nearest)
 
 
 def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
@@ -54,27 +77,32 @@ def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
     return levels
 
 
-def _removable(user: User, path: str, precondition: Precondition | None) -> Inode:
-    """The entry at `path` if the user may remove it from its directory (delete, or move away):
-    404 if missing, preconditions, never the root, `w`+`x` on the parent and the sticky rule."""
-    inode, parent = _walk(user, path)
-    if inode is None:
-        raise FileNotFound()
-    if precondition:
-        precondition(inode)
-    _refuse_root(user, inode)
-    access.require_remove(user, inode, parent)
-    return inode
+def _removable(user: User, precondition: Precondition | None) -> Check[Inode]:
+    """The check of removing an entry from its directory (delete, or moving it away), giving
+    the entry: 404 if missing, preconditions, never the root, `w`+`x` on the parent and the
+    sticky rule."""
+
+    def check(entry: Inode | None, parent: Inode | None) -> Inode:
+        if entry is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(entry)
+        _refuse_root(user, entry)
+        access.require_remove(user, entry, parent)
+        return entry
+
+    return check
 
 
 def delete(user: User, path: str, *, recursive: bool = False,
            precondition: Precondition | None = None) -> None:
     """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
     (every entry must be deletable by the user)."""
-    inode = _removable(user, path, precondition)
+    removable = _removable(user, precondition)
+    inode = _checked(user, path, removable)
     _require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
-        current = _lock_current(path, precondition)
+        current = _checked(user, path, removable, locked=True)
         doomed = [current]
         if current.is_dir:
             levels = _subtree(current, lock=True)
@@ -131,40 +159,27 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     by id, not path. Owner, mode and mtime are kept. With `backend` and/or `instance` a file's
     bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
     leaves the source intact."""
-    inode = _removable(user, source, precondition)
+    removable = _removable(user, precondition)
+    inode = _checked(user, source, removable)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
     placement = _relocation(inode, backend, instance)
     if destination == source:
         if placement is None:
             raise BadRequest("destination is the source")
-        return _relocate(inode, placement, precondition)
+        return _relocate(user, inode, placement, removable)
     if paths.is_within(destination, source):
         raise BadRequest("destination is inside the source")
-    if inode.is_dir and paths.parent_of(destination) != paths.parent_of(source):
-        access.require_move_directory(user, inode)
-    target, nearest = _walk(user, destination)
-    if target is not None:
-        if not overwrite:
-            raise FileAlreadyExists(f"{destination} already exists")
-        access.require_remove(user, target, nearest)
-        _replaceable(inode, target)
-    elif nearest is not None and nearest.path != paths.parent_of(destination) \
-            and not create_parents:
-        raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
-    else:
-        _check_can_create(user, nearest)
+    placeable = functools.partial(_placeable, user, source=source, destination=destination,
+                                  overwrite=overwrite, create_parents=create_parents)
+    _checked(user, destination, placeable(inode))
 
     blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
     with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
-        current = _lock_current(source, precondition)
+        current = _checked(user, source, removable, locked=True)
+        target = _checked(user, destination, placeable(current), locked=True)
         if blob is not None:
             _swap_blob(current, inode, blob)
-        target = Inode.objects.select_for_update().at(destination).first()
-        if target is not None:
-            if not overwrite:
-                raise FileAlreadyExists(f"{destination} already exists")
-            _replaceable(current, target)
         parent = _locked_parent(user, destination, owner_id=current.owner_id,
                                 create_missing=create_parents)
         access.require_create_in(user, parent)
@@ -187,6 +202,31 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
             Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
     record_file_operation("move", inode.backend)
     return resolve(destination) or current
+
+
+def _placeable(user: User, moved: Inode, source: str, destination: str, *, overwrite: bool,
+               create_parents: bool) -> Check[Inode | None]:
+    """The check of putting `moved` (from `source`) at `destination`, giving the entry it
+    replaces or None: a directory going to another parent needs `w` on itself; an existing
+    destination needs `overwrite`, the right to remove it (§16.1 item 8) and a matching type;
+    a missing one needs its parent (or `create_parents`) and the right to create there."""
+
+    def check(target: Inode | None, nearest: Inode | None) -> Inode | None:
+        if moved.is_dir and paths.parent_of(destination) != paths.parent_of(source):
+            access.require_move_directory(user, moved)
+        if target is not None:
+            if not overwrite:
+                raise FileAlreadyExists(f"{destination} already exists")
+            access.require_remove(user, target, nearest)
+            _replaceable(moved, target)
+        elif nearest is not None and nearest.path != paths.parent_of(destination) \
+                and not create_parents:
+            raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
+        else:
+            _check_can_create(user, nearest)
+        return target
+
+    return check
 
 
 def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
@@ -223,12 +263,12 @@ def _relocation(inode: Inode, backend: str | None, instance: str | None
     return placement
 
 
-def _relocate(inode: Inode, placement: tuple[str, str],
-              precondition: Precondition | None) -> Inode:
+def _relocate(user: User, inode: Inode, placement: tuple[str, str],
+              removable: Check[Inode]) -> Inode:
     """Move a file's bytes to another backend or node, keeping its path."""
     blob = _transfer(inode, placement)
     with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
-        current = _lock_current(inode.path, precondition)
+        current = _checked(user, inode.path, removable, locked=True)
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
         current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
@@ -251,28 +291,48 @@ def change_metadata(user: User, path: str, *, mode: int | None = None,
                     group: str | None = None, owner: str | None = None,
                     precondition: Precondition | None = None) -> Inode:
     """chmod / chgrp / chown (§16.2): mode by the owner, group by the owner to one of their own
-    groups, owner by superusers only; any of them by superusers."""
-    inode = stat(user, path)
-    if precondition:
-        precondition(inode)
-    changes: dict[str, object] = {}
-    if mode is not None:
-        access.require_chmod(user, inode)
-        changes["mode"] = mode
-    if group is not None:
-        group_row = Group.objects.filter(name=group).first()
-        if group_row is None:
-            raise InvalidRequest(f"no group named {group!r}")
-        access.require_chgrp(user, inode, group_row.pk)
-        changes["group_id"] = group_row.pk
-    if owner is not None:
-        access.require_chown(user)
-        owner_row = get_user_model().objects.filter(username=owner).first()
-        if owner_row is None:
-            raise InvalidRequest(f"no user named {owner!r}")
-        changes["owner_id"] = owner_row.pk
+    groups, owner by superusers only; any of them by superusers. A mode must suit the entry
+    (`Inode.mode_problem`: no setuid, setgid on directories only), else 400."""
+    allowed_changes = _metadata_changes(user, mode=mode, group=group, owner=owner,
+                                        precondition=precondition)
+    _checked(user, path, allowed_changes)
     with distributed_lock(path), transaction.atomic():
-        current = _lock_current(path, precondition)
+        current, changes = _checked(user, path, allowed_changes, locked=True)
         Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
-    record_file_operation("chmod", inode.backend)
-    return resolve(path) or inode
+    record_file_operation("chmod", current.backend)
+    return resolve(path) or current
+
+
+def _metadata_changes(user: User, *, mode: int | None, group: str | None, owner: str | None,
+                      precondition: Precondition | None
+                      ) -> Check[tuple[Inode, dict[str, object]]]:
+    """The check of a chmod/chgrp/chown, giving the entry and the columns to set on it."""
+
+    def check(entry: Inode | None, _parent: Inode | None) -> tuple[Inode, dict[str, object]]:
+        if entry is None:
+            raise FileNotFound()
+        if precondition:
+            precondition(entry)
+        changes: dict[str, object] = {}
+        if mode is not None:
+            access.require_chmod(user, entry)
+            problem = Inode.mode_problem(entry.type, mode)
+            if problem:
+                raise InvalidRequest(f"mode: {problem}")
+            changes["mode"] = mode
+        if group is not None:
+            group_id = Group.objects.filter(name=group).values_list("pk", flat=True).first()
+            if group_id is None:
+                raise InvalidRequest(f"no group named {group!r}")
+            access.require_chgrp(user, entry, group_id)
+            changes["group_id"] = group_id
+        if owner is not None:
+            access.require_chown(user)
+            owner_id = (get_user_model().objects.filter(username=owner)
+                        .values_list("pk", flat=True).first())
+            if owner_id is None:
+                raise InvalidRequest(f"no user named {owner!r}")
+            changes["owner_id"] = owner_id
+        return entry, changes
+
+    return check

@@ -12,7 +12,9 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 
+from filesystem.models import Inode, InodeType
 from tests.helpers import assert_error, body_of, upload
 
 INTERNAL_SECRET = "x" * 20
@@ -491,6 +493,55 @@ def test_invalid_modes_are_400(afile, alice, mode):
     assert head(alice, afile)["X-CallFS-Mode"] == "0644"
 
 
+@pytest.mark.parametrize("client", ["alice", "sue"])
+@pytest.mark.parametrize("mode", ["4755", "2755", "6755", "04644", "2644", "7777", "3644"])
+def test_setuid_and_setgid_on_a_file_are_400(afile, request, alice, client, mode):
+    # Nothing honours them (no file is ever executed): refused for superusers too.
+    body = assert_error(patch(request.getfixturevalue(client), afile, {"mode": mode}), 400,
+                        "INVALID_REQUEST")
+    assert body["message"].startswith("mode: ")
+    assert head(alice, afile)["X-CallFS-Mode"] == "0644"
+
+
+@pytest.mark.parametrize("mode", ["4755", "6770", "7777"])
+def test_setuid_on_a_directory_is_400(alice, mode):
+    make(alice, "/d/")
+    assert_error(patch(alice, "/d", {"mode": mode}), 400, "INVALID_REQUEST")
+    assert head(alice, "/d")["X-CallFS-Mode"] == "0755"
+
+
+def test_setgid_on_a_directory_is_kept_and_changes_nothing(alice, bob):
+    # BSD semantics: every directory passes its group on, with or without the bit.
+    make(alice, "/plain/")
+    make(alice, "/sgid/")
+    for directory, mode in [("/plain", "0770"), ("/sgid", "2770")]:
+        info = json.loads(patch(alice, directory, {"group": "team", "mode": mode}).content)
+        assert (info["mode"], info["group"]) == (mode, "team")
+        make(bob, f"{directory}/sub/")
+        make(bob, f"{directory}/f.txt")
+        assert head(bob, f"{directory}/sub")["X-CallFS-Group"] == "team"
+        assert head(bob, f"{directory}/f.txt")["X-CallFS-Group"] == "team"
+        assert head(bob, f"{directory}/sub")["X-CallFS-Mode"] == "0755"  # the bit is not passed on
+    assert chmod(alice, "/sgid", "3777")["mode"] == "3777"  # with the sticky bit too
+
+
+@pytest.mark.parametrize(("kind", "mode", "refused"), [
+    (InodeType.FILE, 0o644, False), (InodeType.FILE, 0o1644, False),
+    (InodeType.FILE, 0o2644, True), (InodeType.FILE, 0o4644, True),
+    (InodeType.DIRECTORY, 0o2775, False), (InodeType.DIRECTORY, 0o3777, False),
+    (InodeType.DIRECTORY, 0o4755, True), (InodeType.DIRECTORY, 0o10000, True),
+], ids=lambda value: f"{value:04o}" if type(value) is int else None)
+def test_the_model_holds_the_mode_invariant(kind, mode, refused):
+    assert (Inode.mode_problem(kind, mode) is not None) is refused
+    inode = Inode(type=kind, mode=mode)
+    if refused:
+        with pytest.raises(ValidationError) as error:
+            inode.clean()
+        assert set(error.value.message_dict) == {"mode"}
+    else:
+        inode.clean()
+
+
 def test_chgrp_to_an_own_group(afile, alice):
     info = json.loads(patch(alice, afile, {"group": "staff"}).content)
     assert info["group"] == "staff"
@@ -641,3 +692,29 @@ def test_copy_needs_create_rights_at_the_destination(tree, alice, bob, sue):
     denied(copy(bob, "/bob.txt", "/top.txt"))  # overwrite of alice's 0644 file
     assert read(sue, "/top.txt") == b"top"
     assert not exists(sue, "/private/bob.txt")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_drops_special_bits_stored_before_they_were_refused():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from filesystem.models import Inode
+
+    before, after = [("filesystem", "0003_inode_generation")], [
+        ("filesystem", "0004_drop_special_mode_bits")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    root = Inode.objects.get(path="/")
+    stored = {"/f-suid": ("file", 0o4755), "/f-sgid": ("file", 0o2755),
+              "/d-suid": ("directory", 0o4775), "/d-sgid": ("directory", 0o2770),
+              "/f-plain": ("file", 0o1644)}
+    for path, (kind, mode) in stored.items():
+        Inode(path=path, name=path[1:], parent=root, type=kind, mode=mode,
+              owner=root.owner).save()
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    modes = dict(Inode.objects.filter(path__in=stored).values_list("path", "mode"))
+    assert modes == {"/f-suid": 0o755, "/f-sgid": 0o755, "/d-suid": 0o775, "/d-sgid": 0o2770,
+                     "/f-plain": 0o1644}
