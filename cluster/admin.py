@@ -1,8 +1,12 @@
 """Nodes in the admin: registered by the nodes themselves (or `register_node`), with how many
-local-disk files and bytes each holds; a node silent for DOWN_AFTER is flagged down."""
+local-disk files and bytes each holds; a node silent for DOWN_AFTER is flagged down.
+
+A node's id and URL decide where this node sends other nodes' bytes (and signed requests), so
+only superusers add nodes or change those two fields; other staff see them read-only."""
 
 from django.apps import apps
 from django.contrib import admin
+from django.db import models
 from django.db.models import BigIntegerField, Count, OuterRef, Subquery, Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
@@ -24,9 +28,20 @@ class NodeAdmin(admin.ModelAdmin):
     list_display = ("node_id", "state", "url", "last_heartbeat", "files", "bytes", "version")
     search_fields = ("node_id", "url")
     readonly_fields = ("registered_at", "last_heartbeat", "version")
+    # Django 5's default for a URL typed without a scheme, kept explicit (6.0 changes it).
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
+    # Where this node sends bytes and signed requests: superusers only change them (issue 20).
+    routing_fields = ("node_id", "url")
 
     class Media:
         css = {"all": ["callfs_admin/admin.css"]}
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*self.routing_fields, *fields)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(

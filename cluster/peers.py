@@ -1,13 +1,15 @@
-"""Talking to other nodes: their URLs, a pooled HTTP session, internal authentication.
+"""Talking to other nodes: their URLs, a pooled HTTP session, signed requests.
 
-Node-to-node requests carry `Authorization: Bearer <CALLFS_INTERNAL_SECRET>` and the original
-user's name in `X-CallFS-User`; timeouts are bounded so a dead peer costs seconds, not minutes.
+Node-to-node requests are signed (`cluster.signing`): they carry an HMAC keyed with
+CALLFS_INTERNAL_SECRET, never the secret itself, so whatever URL a node row holds learns nothing
+it could use elsewhere. Timeouts are bounded so a dead peer costs seconds, not minutes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
 import requests
 from django.conf import settings
@@ -15,12 +17,12 @@ from requests.adapters import HTTPAdapter
 
 from callfs_site.logs import request_id
 from callfs_site.metrics import PEER_FAILURES, PEER_REQUESTS, series
+from cluster import signing
 from cluster.models import Node
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 30.0
 TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
-USER_HEADER = "X-CallFS-User"
 _URL_CACHE_SECONDS = 5.0
 
 _local = threading.local()
@@ -57,26 +59,36 @@ def node_url(node_id: str) -> str:
     return url.rstrip("/")
 
 
-def internal_headers(username: str | None = None) -> dict[str, str]:
-    secret = settings.CALLFS.internal_secret
-    if not secret:
+def request(node_id: str, method: str, path: str, *, headers: dict[str, str] | None = None,
+            body: Iterable[bytes] | None = None, body_sha256: str | None = None,
+            stream: bool = False) -> requests.Response:
+    """One signed request to a peer; connection problems and timeouts become PeerUnavailable.
+
+    `body` is streamed (chunked); its sha256, if the caller knows it, is signed, else the body
+    goes out with the trailer of `signing.trailed()`. No body signs the empty body's digest."""
+    if not settings.CALLFS.internal_secret:
         raise PeerUnavailable("clustering is off on this node (CALLFS_INTERNAL_SECRET is unset)")
-    headers = {"Authorization": f"Bearer {secret}"}
-    if username:
-        headers[USER_HEADER] = username
-    return headers
-
-
-def request(node_id: str, method: str, path: str, **kwargs) -> requests.Response:
-    """One request to a peer; connection problems and timeouts become PeerUnavailable."""
-    url = node_url(node_id) + path
-    headers = {**internal_headers(), **kwargs.pop("headers", {})}
+    current = session()
+    prepared = current.prepare_request(requests.Request(
+        method, node_url(node_id) + path, headers=headers,
+        data=None if body is None else iter(body)))
+    if body is None:
+        content = signing.EMPTY_SHA256
+    else:
+        content = body_sha256.lower() if body_sha256 else signing.STREAMING
+    signed = signing.sign(method, signing.target_of_url(prepared.url), node_id, content,
+                          prepared.headers)
+    prepared.headers.update(signed)
+    if content == signing.STREAMING:
+        # Still chunked (prepare_request saw a generator): the bytes, then their signed digest.
+        prepared.body = signing.trailed(prepared.body, signing.signature_of(signed))
     origin = request_id.get()
     if origin:
-        headers["X-Request-ID"] = origin  # the peer logs it as the origin of its work
+        prepared.headers["X-Request-ID"] = origin  # the peer logs it as the origin of its work
     series(PEER_REQUESTS, node_id, method).inc()
     try:
-        return session().request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+        # No redirects: a peer never sends one, and a signed request goes to one node only.
+        return current.send(prepared, timeout=TIMEOUT, stream=stream, allow_redirects=False)
     except requests.RequestException as exc:
         series(PEER_FAILURES, node_id).inc()
         raise PeerUnavailable(f"node {node_id!r} is unreachable: {exc.__class__.__name__}"

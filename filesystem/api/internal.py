@@ -1,12 +1,13 @@
 """The internal blob API peers use to reach this node's disk: `/v1/internal/blobs/<key>`.
 
-Only the internal secret is accepted (API keys are refused): the calling node has already
-resolved the path and checked the user's permissions against the shared metadata.
+Only requests signed by a node that holds the internal secret are accepted (`cluster.signing`);
+API keys and the bare secret itself are refused. The calling node has already resolved the path
+and checked the user's permissions against the shared metadata.
 """
 
 from __future__ import annotations
 
-import hmac
+import logging
 import re
 
 from django.conf import settings
@@ -16,35 +17,43 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from callfs_site.views import CallFSView
+from cluster import signing
 from filesystem.api.streaming import iter_body
 from filesystem.exceptions import ChecksumMismatch, FileNotFound, InvalidRequest
 from filesystem.keys import internal_user
 from filesystem.storage import ChecksumMismatchError, get_backend
 
+logger = logging.getLogger(__name__)
+
 _KEY = re.compile(r"[0-9a-f]{32}")
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
-class InternalSecretAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <CALLFS_INTERNAL_SECRET>`, compared in constant time."""
+class SignedPeerAuthentication(BaseAuthentication):
+    """A request signed for this node by a peer (`cluster.signing.verify`): fresh, used once.
+    Authenticates as `internal-proxy`; `request.auth` is the `SignedRequest`."""
 
     def authenticate(self, request):
-        secret = settings.CALLFS.internal_secret
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        token = header.removeprefix("Bearer ").strip()
-        if not secret or not hmac.compare_digest(token.encode(), secret.encode()):
-            raise AuthenticationFailed()
-        return internal_user(), None
+        django_request = getattr(request, "_request", request)
+        try:
+            signed = signing.verify(django_request.method,
+                                    signing.target_of_request(django_request),
+                                    django_request.headers)
+        except signing.SignatureError as exc:
+            logger.warning("refused a peer request %s %r: %s", django_request.method,
+                           django_request.path, exc)
+            raise AuthenticationFailed() from None
+        return internal_user(), signed
 
     def authenticate_header(self, request) -> str:
-        return "Bearer"
+        return signing.SCHEME
 
 
 @extend_schema(exclude=True)  # node-to-node only
 class BlobView(CallFSView):
     """GET/HEAD (with a single byte range), PUT (stream or `X-CallFS-Copy-From`), DELETE."""
 
-    authentication_classes = [InternalSecretAuthentication]
+    authentication_classes = [SignedPeerAuthentication]
     http_method_names = ["get", "head", "put", "delete"]
 
     @staticmethod
@@ -93,11 +102,23 @@ class BlobView(CallFSView):
             except FileNotFoundError:
                 raise FileNotFound("no such blob") from None
             return JsonResponse({"size": backend.size(key)}, status=201)
-        expected = request.headers.get("X-CallFS-SHA256")
-        try:
-            result = backend.write(key, iter_body(request), expected)
-        except ChecksumMismatchError:
-            raise ChecksumMismatch() from None
+        signed = request.auth
+        if signed.content_sha256 == signing.STREAMING:
+            cap = settings.CALLFS.max_upload_bytes + signing.TRAILER_BYTES
+            body = signing.TrailedBody(iter_body(request, cap), signed)
+            result = backend.write(key, body)
+            if not body.matches(result.sha256):
+                # Bytes altered on the way (or cut short): removed again; the sender gets a 401
+                # and never commits metadata that points at them.
+                backend.delete(key)
+                logger.warning("refused a peer write to blob %s: the body's trailer does not "
+                               "match its bytes", key)
+                raise AuthenticationFailed()
+        else:
+            try:  # the signed digest: other bytes are refused and nothing is stored
+                result = backend.write(key, iter_body(request), signed.content_sha256)
+            except ChecksumMismatchError:
+                raise ChecksumMismatch() from None
         return JsonResponse({"size": result.size, "sha256": result.sha256}, status=201)
 
     def delete(self, request, key: str):
@@ -108,9 +129,10 @@ class BlobView(CallFSView):
 @extend_schema(exclude=True)
 class UnknownInternalView(CallFSView):
     """Any other /v1/internal/ URL (upstream's shard and Raft endpoints, which this server does
-    not have): only the internal secret gets as far as the 404; API keys are 401 (T 32)."""
+    not have): only a signed peer request gets as far as the 404; API keys and the bare secret
+    are 401 (T 32 asks for 401 without the secret and 401/403 for an API key)."""
 
-    authentication_classes = [InternalSecretAuthentication]
+    authentication_classes = [SignedPeerAuthentication]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

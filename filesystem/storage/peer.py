@@ -2,7 +2,9 @@
 
 To the services a peer's disk is one more backend: reads stream ranged GETs, writes stream a
 chunked PUT that the peer stores atomically, copies happen on the peer. Bytes flow through in
-chunks both ways, never buffered whole. Connection failures raise `PeerUnavailable`.
+chunks both ways, never buffered whole. Every request is signed (`cluster.signing`); a write's
+bytes are bound to the signature by their sha256, known ahead or sent after them. Connection
+failures raise `PeerUnavailable`.
 """
 
 from __future__ import annotations
@@ -83,11 +85,10 @@ class PeerStorage(StorageBackend):
 
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
               ) -> WriteResult:
-        headers = {"Content-Type": "application/octet-stream"}
-        if expected_sha256:
-            headers["X-CallFS-SHA256"] = expected_sha256
-        # A generator body goes out chunked: the upload streams through without buffering.
-        response = self._request("PUT", key, data=iter(chunks), headers=headers)
+        # The body goes out chunked: the upload streams through without buffering. A known
+        # sha256 is signed and enforced by the peer; otherwise the peer checks a signed trailer.
+        response = self._request("PUT", key, body=chunks, body_sha256=expected_sha256,
+                                 headers={"Content-Type": "application/octet-stream"})
         if response.status_code == 400 and "CHECKSUM_MISMATCH" in response.text:
             raise ChecksumMismatchError(key)
         if response.status_code != 201:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ from functools import partial
 import pytest
 import requests
 
+from cluster import signing
 from tests.helpers import run_in_threads, stored_blobs
 
 pytestmark = pytest.mark.cluster
@@ -151,13 +153,44 @@ def test_patch_instance_moves_the_bytes_to_another_node(cluster):
     assert unknown.status_code == 400
 
 
-def test_internal_blob_api_refuses_api_keys(cluster):
+def test_internal_blob_api_takes_only_signed_requests(cluster, settings):
+    """Issue 20: API keys and the bare internal secret are refused; a request signed for the
+    node is served once, and refused on replay or at another node."""
     node = cluster.nodes[0]
-    url = f"{node.base_url}/v1/internal/blobs/{'0' * 32}"
+    target = f"/v1/internal/blobs/{'0' * 32}"
+    url = node.base_url + target
     assert cluster.session().get(url).status_code == 401
     assert requests.get(url, timeout=5).status_code == 401
-    assert requests.get(url, headers={"Authorization": f"Bearer {cluster.secret}"},
-                        timeout=5).status_code == 404
+    for authorization in (f"Bearer {cluster.secret}", cluster.secret):
+        refused = requests.get(url, headers={"Authorization": authorization}, timeout=5)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "AUTHENTICATION_FAILED"
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, internal_secret=cluster.secret)
+    headers = signing.sign("GET", target, node.node_id)
+    assert requests.get(url, headers=headers, timeout=5).status_code == 404  # no such blob
+    assert requests.get(url, headers=headers, timeout=5).status_code == 401  # replayed
+    elsewhere = signing.sign("GET", target, node.node_id)
+    assert requests.get(cluster.nodes[1].base_url + target, headers=elsewhere,
+                        timeout=5).status_code == 401
+
+
+def test_large_uploads_relayed_to_the_files_node_arrive_intact(cluster):
+    """A relayed overwrite streams with a signed trailer (several chunks); with the client's
+    X-CallFS-SHA256 the digest itself is signed, and a wrong one stores nothing."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    assert put(cluster, 0, "relay/big.bin", b"first").status_code == 201
+    assert put(cluster, 1, "relay/big.bin", data).status_code == 200
+    assert get(cluster, 2, "relay/big.bin").content == data
+    digest = hashlib.sha256(data[::-1]).hexdigest()
+    response = cluster.session().put(cluster.url(2, "relay/big.bin"), data=data[::-1],
+                                     headers={"X-CallFS-SHA256": digest})
+    assert response.status_code == 200, response.text
+    wrong = cluster.session().put(cluster.url(1, "relay/big.bin"), data=data,
+                                  headers={"X-CallFS-SHA256": digest})
+    assert wrong.status_code == 400 and wrong.json()["code"] == "CHECKSUM_MISMATCH"
+    response = get(cluster, 1, "relay/big.bin")
+    assert response.content == data[::-1]
+    assert response.headers["X-CallFS-Instance-ID"] == cluster.nodes[0].node_id
 
 
 def test_a_dead_node_gives_a_quick_502_and_nothing_is_lost(cluster):

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from cluster import signing
 from filesystem import keys
 from filesystem.keys import forget_authentications, revoke_api_keys
 from filesystem.models import ApiKey
@@ -469,12 +470,14 @@ def test_invented_methods_share_one_metrics_label(auth_client):
 @pytest.mark.parametrize("url", ["/v1/internal/shards/abc/0", "/v1/internal/raft/join",
                                  "/v1/internal/raft/metadata/apply", "/v1/internal"])
 def test_internal_endpoints_refuse_api_keys(auth_client, api_client, settings, url):
-    """Upstream's internal routes take the internal secret only (T 32): no key and API keys
-    are 401; the secret reaches the (here: unknown) endpoint."""
+    """Upstream's internal routes refuse no key and API keys (T 32); here they take signed peer
+    requests only (cluster/signing.py), never the bare internal secret."""
     settings.CALLFS = dataclasses.replace(settings.CALLFS, internal_secret="s" * 24)
     assert_error(api_client.post(url), 401, "AUTHENTICATION_FAILED")
     assert_error(auth_client.put(url, data=b"x", content_type="application/octet-stream"), 401,
                  "AUTHENTICATION_FAILED")
     secret = APIClient()
     secret.credentials(HTTP_AUTHORIZATION="Bearer " + "s" * 24)
-    assert secret.get(url).status_code == 404
+    assert_error(secret.get(url), 401, "AUTHENTICATION_FAILED")  # never the bare secret
+    signed = signing.sign("GET", url, settings.CALLFS.node_id)
+    assert APIClient().get(url, headers=signed).status_code == 404  # a signed peer request
