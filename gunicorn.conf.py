@@ -3,8 +3,8 @@
 One process worker per CPU, each pinned to its CPU, each serving all of its connections as
 greenlets (gunicorn's gevent worker): on these 2-core machines processes beat threads (the GIL),
 and a slow client, a stalled one or a long transfer costs a socket, never a thread.
-Environment: CALLFS_BIND, CALLFS_WORKERS, CALLFS_MAX_CONNECTIONS, CALLFS_IDLE_TIMEOUT,
-CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
+Environment: CALLFS_BIND, CALLFS_METRICS_BIND, CALLFS_WORKERS, CALLFS_MAX_CONNECTIONS,
+CALLFS_IDLE_TIMEOUT, CALLFS_PIN_WORKERS, CALLFS_TLS_CERT, CALLFS_TLS_KEY.
 """
 
 import os
@@ -23,7 +23,10 @@ from callfs_site.config import exit_on_bad_config  # noqa: E402
 _config = exit_on_bad_config()
 
 wsgi_app = "callfs_site.wsgi:application"
-bind = _config.bind  # CALLFS_BIND, or listen_addr of a CALLFS_CONFIG file
+# CALLFS_BIND (or server.listen_addr of a CALLFS_CONFIG file), then the metrics listener's
+# CALLFS_METRICS_BIND (metrics.listen_addr): on that one the application serves only /metrics,
+# without a key, and /health (callfs_site.middleware). With TLS on, it is HTTPS too.
+bind = [_config.bind, *([_config.metrics_bind] if _config.metrics_bind else [])]
 # Measured on 2 cores (BENCHMARKS.md): one process per CPU served the most small requests once
 # pinned; more processes only add switching.
 _cpus = sorted(os.sched_getaffinity(0))
@@ -52,7 +55,7 @@ keepalive = 5  # also the longest wait for a request head
 # connection of a burst and leave its CPU's sibling idle (seen as half-speed benchmark runs).
 # Not for unix sockets, inherited descriptors (fd://) or systemd socket activation, which gunicorn
 # ignores when each worker binds its own socket.
-reuse_port = not bind.startswith(("unix:", "fd://")) and "LISTEN_FDS" not in os.environ
+reuse_port = not _config.bind.startswith(("unix:", "fd://")) and "LISTEN_FDS" not in os.environ
 limit_request_line = 8190  # the largest gunicorn allows: long (percent-encoded) paths fit
 control_socket_disable = True  # one shared ~/.gunicorn socket would clash between instances
 accesslog = None  # CallFS logs every request itself (callfs.request)
@@ -91,16 +94,17 @@ def on_starting(server):
         return
     from gunicorn.util import parse_address
 
-    host, port = parse_address(bind)
-    try:  # without SO_REUSEPORT: so another instance sharing the port is refused too
-        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
-                             else socket.AF_INET).close()
-    except OSError as exc:
-        print(f"callfs: cannot listen on {bind}: {exc.strerror}", file=sys.stderr)
-        raise SystemExit(2) from None
+    for address in bind:
+        host, port = parse_address(address)
+        try:  # without SO_REUSEPORT: so another instance sharing the port is refused too
+            socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
+                                 else socket.AF_INET).close()
+        except OSError as exc:
+            print(f"callfs: cannot listen on {address}: {exc.strerror}", file=sys.stderr)
+            raise SystemExit(2) from None
     # gunicorn's own "Listening at" line stays empty: the workers bind, not the master.
-    server.log.info("Listening at: http%s://%s (a socket per worker)", "s" if certfile else "",
-                    bind)
+    server.log.info("Listening at: %s (a socket per worker)", ", ".join(
+        f"http{'s' if certfile else ''}://{address}" for address in bind))
 
 
 def pre_fork(server, worker):

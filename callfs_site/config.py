@@ -64,6 +64,7 @@ class Config:
     umask: int = 0o022
     metrics_public: bool = False
     bind: str = "127.0.0.1:8000"
+    metrics_bind: str | None = None  # host:port serving only /metrics (no key) and /health
     secret_key_file: Path | None = None  # where secret_key was read, when not from the env
 
     def production_warnings(self) -> list[str]:
@@ -97,6 +98,12 @@ class Config:
                 value = f"{scheme}://********@{rest.rsplit('@', 1)[1]}"
             shown[name] = value
         return shown
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of CALLFS_METRICS_BIND: a request whose connection arrived on it came
+        through the metrics listener (CALLFS_BIND's port is always another one)."""
+        return int(self.metrics_bind.rsplit(":", 1)[1]) if self.metrics_bind else None
 
 
 def _fail(setting: str, problem: str) -> ImproperlyConfigured:
@@ -140,6 +147,37 @@ def _secret(env: environ.Env, name: str, default: str | None = None) -> str | No
     if len(value) < MIN_SECRET_LENGTH:
         raise _fail(name, f"must be at least {MIN_SECRET_LENGTH} characters long")
     return value
+
+
+def _host_port(address: str) -> tuple[str, int | None] | None:
+    """(host, port) of a TCP address as gunicorn's bind takes it ("host:port", "[v6]:port",
+    ":port", "host"); None for a unix socket or inherited descriptor, or a malformed one."""
+    if address.startswith(("unix:", "fd://", "/")):
+        return None
+    found = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*)(?::(\d{1,5}))?", address)
+    if not found:
+        return None
+    return found.group(1), int(found.group(2)) if found.group(2) else None
+
+
+def _metrics_bind(env: environ.Env, bind: str) -> str | None:
+    """CALLFS_METRICS_BIND, upstream's metrics.listen_addr: a TCP address of its own."""
+    raw = env.str("CALLFS_METRICS_BIND", default="").strip()
+    if not raw:
+        return None
+    address = _host_port(raw)
+    if address is None or address[1] is None:
+        raise _fail("CALLFS_METRICS_BIND", f"{raw!r} is not a TCP host:port such as "
+                    "127.0.0.1:9100")
+    host, port = address
+    if not 1 <= port <= 65535:
+        raise _fail("CALLFS_METRICS_BIND", f"port {port} is not from 1 to 65535")
+    main = _host_port(bind)
+    if main is not None and port == (main[1] or 8000):  # gunicorn's default port
+        # Requests are told apart by the port they arrived on.
+        raise _fail("CALLFS_METRICS_BIND", f"port {port} is CALLFS_BIND's; give the metrics "
+                    "listener a port of its own")
+    return f"{host or '0.0.0.0'}:{port}"  # noqa: S104 - upstream's ":9090" means every address
 
 
 def _published(key: str) -> bool:
@@ -279,8 +317,9 @@ def _yaml_settings(path: str) -> dict[str, str]:
     """The settings an upstream CallFS `config.yaml` gives, as environment variable names.
 
     Shared keys only: server.external_url, auth.*, backend.* (localfs and S3), metadata_store
-    (sqlite/postgres), dlm (redis), instance_discovery.instance_id, log.*. Raft, erasure coding
-    and peer_endpoints have no equivalent (nodes register themselves in the shared database).
+    (sqlite/postgres), dlm (redis), instance_discovery.instance_id, log.*, metrics.listen_addr.
+    Raft, erasure coding and peer_endpoints have no equivalent (nodes register themselves in the
+    shared database).
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -312,6 +351,7 @@ def _yaml_settings(path: str) -> dict[str, str]:
         "CALLFS_S3_ACCESS_KEY": backend.get("s3_access_key"),
         "CALLFS_S3_SECRET_KEY": backend.get("s3_secret_key"),
         "CALLFS_NODE_ID": section("instance_discovery").get("instance_id"),
+        "CALLFS_METRICS_BIND": section("metrics").get("listen_addr"),
         "CALLFS_LOG_LEVEL": log.get("level"),
         "CALLFS_LOG_FORMAT": {"json": "json"}.get(log.get("format"), "console")
         if log.get("format") else None,
@@ -379,6 +419,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
 
     lock_timeout = float(_int(env, "CALLFS_LOCK_TIMEOUT", 30, 1))
     data_dir = Path(env.str("CALLFS_DATA_DIR", default="var/data"))
+    bind = env.str("CALLFS_BIND", default="127.0.0.1:8000")
 
     return Config(
         debug=debug,
@@ -407,7 +448,8 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         idle_timeout=float(_int(env, "CALLFS_IDLE_TIMEOUT", 60, 1)),
         umask=int(umask_raw, 8),
         metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
-        bind=env.str("CALLFS_BIND", default="127.0.0.1:8000"),
+        bind=bind,
+        metrics_bind=_metrics_bind(env, bind),
         secret_key_file=secret_key_file,
     )
 

@@ -1,24 +1,32 @@
-"""Database connections and long transfers.
+"""Database connections while request and response bodies move.
 
 Django keeps a connection per thread (per greenlet under the gevent worker) until the request
-ends, and a request moving a large body ends only when its last byte does: at 128 KiB/s a
-4 MiB file holds a connection for half a minute. Hundreds of such clients would hold hundreds of
-PostgreSQL connections (past its max_connections) or SQLite handles. A transfer that long
-releases its connections before the body moves; the request's next query, if any (an upload's
-commit), opens one again, a fraction of a millisecond against the transfer.
+ends, and a request ends only when the last byte of its response has gone out: a download read
+at 128 KiB/s holds its connection for the whole transfer, an upload for all of its body.
+
+- PostgreSQL connections come from a small pool per worker (callfs_site.config): one held by a
+  slow client is one the next request waits for (a test saw 8 s waits with 64 slow downloads).
+  A pooled connection goes back as soon as the view has answered and before a request body is
+  read: giving it back and taking it again costs microseconds.
+- SQLite connections are files, opened once per thread with their PRAGMAs (a fifth of a small
+  request): only long transfers, of LONG_TRANSFER_BYTES or more, close theirs (hundreds of slow
+  clients would otherwise hold hundreds of handles and page caches).
+
+A request's next query, if any (an upload's commit), opens or borrows a connection again.
 """
 
 from __future__ import annotations
 
 from django.db import connections
 
-# Bodies at least this large give up the database while they move; smaller ones are over
-# sooner than reopening a connection would pay off.
 LONG_TRANSFER_BYTES = 1024 * 1024
 
 
-def release_connections() -> None:
-    """Close this thread's database connections, except one inside a transaction."""
+def release_connections(*, long_transfer: bool) -> None:
+    """Give back this thread's pooled database connections, and close the others too when a
+    long transfer follows; never one inside a transaction."""
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
+        if connection.in_atomic_block:
+            continue
+        if long_transfer or getattr(connection, "pool", None) is not None:
             connection.close()

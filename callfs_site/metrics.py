@@ -1,22 +1,27 @@
 """CallFS's own Prometheus metrics, with upstream's names and labels (API.md §12).
 
 Under gunicorn, `gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR before the workers start, so
-every worker writes its samples there and /metrics adds them up.
+every worker writes its samples there and /metrics adds them up, and reports the standard
+process metrics of every live worker, labelled by `pid`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 
 HTTP_REQUESTS = Counter(
     "callfs_http_requests", "HTTP requests by method, route pattern and status",
@@ -40,6 +45,10 @@ BYTES_OUT = Counter("callfs_bytes_sent", "Response body bytes (Content-Length) s
 LOCK_WAIT = Histogram("callfs_lock_wait_seconds", "Time spent waiting for path locks",
                       ["backend"])
 LOCK_TIMEOUTS = Counter("callfs_lock_timeouts", "Lock waits that gave up", ["backend"])
+# Upstream's name, unlabelled. "livesum": the workers' values added up, a dead worker's dropped
+# (gunicorn.conf.py's child_exit), so a killed holder does not leave a lock counted for ever.
+ACTIVE_LOCKS = Gauge("callfs_active_locks", "Locks held now (each name of a lock set counts)",
+                     multiprocess_mode="livesum")
 IDLE_CLOSES = Counter("callfs_idle_connections_closed",
                       "Connections closed after CALLFS_IDLE_TIMEOUT without a byte moving")
 UPLOADS_TIMED_OUT = Counter("callfs_uploads_timed_out",
@@ -117,11 +126,74 @@ class _SortedSamples:
             yield family
 
 
+# The files each process writes into PROMETHEUS_MULTIPROC_DIR: counter_<pid>.db,
+# gauge_livesum_<pid>.db, ...
+_METRICS_FILE = re.compile(r"_(\d+)\.db\Z")
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent of a running process; None once it has exited (a zombie too)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state, parent = stat.read().rsplit(b")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if state in (b"Z", b"X") else int(parent)
+
+
+def worker_pids(directory: str, parent: int | None = None) -> list[int]:
+    """The live gunicorn workers: processes that write metrics into `directory` and are
+    children of `parent` (this process's parent, the gunicorn master), this process included.
+    Files of dead workers stay there (their counters still count) and the master writes some
+    too; neither is a worker. A pid reused by another program is not a child of the master."""
+    parent = os.getppid() if parent is None else parent
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        names = []
+    writers = {int(found.group(1)) for found in map(_METRICS_FILE.search, names) if found}
+    own = os.getpid()
+    return sorted({own} | {pid for pid in writers - {own} if _parent_of(pid) == parent})
+
+
+class _WorkerProcesses:
+    """prometheus_client's process metrics (memory, CPU, descriptors, start time) for every
+    live worker, each sample labelled `pid`: its ProcessCollector reads one process's /proc
+    entries and does not work across the processes of the multiprocess mode."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def collect(self):
+        families: dict[str, Metric] = {}
+        for pid in worker_pids(self.directory):
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            for family in collector.collect():  # nothing for a worker gone meanwhile
+                merged = families.setdefault(family.name, Metric(
+                    family.name, family.documentation, family.type))
+                merged.samples.extend(sample._replace(labels={"pid": str(pid)})
+                                      for sample in family.samples)
+        return list(families.values())
+
+
+def _files_from_the_start() -> None:
+    """In a forked process (a gunicorn worker): have prometheus_client make this process's
+    files now. It makes them at the first sample a process writes, and worker_pids() finds
+    workers by their files: one that has served nothing yet would be missing."""
+    ACTIVE_LOCKS.inc(0)
+
+
+# gunicorn's master imports this module (callfs_site.workers) before it forks the workers.
+os.register_at_fork(after_in_child=_files_from_the_start)
+
+
 def exposition() -> bytes:
     """The text exposition of every metric, merged across gunicorn workers when needed."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(_WorkerProcesses(directory))
     else:
-        registry = DEFAULT_REGISTRY
+        registry = DEFAULT_REGISTRY  # its own ProcessCollector reports this one process
     return generate_latest(_SortedSamples(registry))

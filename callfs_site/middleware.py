@@ -1,5 +1,6 @@
-"""Per-request context: request id, security headers (API.md §2.3-§2.4), metrics, access log;
-and the admin's own middleware, kept off the API's path."""
+"""Per-request context: request id, security headers (API.md §2.3-§2.4), metrics, access log,
+the metrics listener's limits (CALLFS_METRICS_BIND); and the admin's own middleware, kept off
+the API's path."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import secrets
 import time
 
+from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as sessions_middleware
@@ -15,6 +17,7 @@ from django.middleware import csrf
 from django.urls import get_script_prefix, reverse
 
 from callfs_site.db import LONG_TRANSFER_BYTES, release_connections
+from callfs_site.errors import NotFound, error_response
 from callfs_site.headers import set_headers
 from callfs_site.logs import request_id
 from callfs_site.metrics import (
@@ -41,6 +44,23 @@ SECURITY_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
 HSTS = "max-age=31536000; includeSubDomains; preload"
+# All the metrics listener (CALLFS_METRICS_BIND) serves; anything else there is a 404.
+METRICS_LISTENER_PATHS = frozenset({"/metrics", "/metrics/", "/health"})
+
+
+def on_metrics_listener(request) -> bool:
+    """Whether the request's connection came in on the metrics listener's port. gunicorn sets
+    SERVER_PORT from the listening socket, but behind a unix socket from the Host header, so
+    the connection's own local address (gunicorn.socket) decides; nothing else has one."""
+    port = settings.CALLFS.metrics_port
+    if port is None or request.META.get("SERVER_PORT") != str(port):
+        return False
+    connection = request.META.get("gunicorn.socket")
+    try:
+        local = connection.getsockname() if connection is not None else None
+    except OSError:
+        return False
+    return isinstance(local, tuple) and len(local) >= 2 and local[1] == port
 
 
 class RequestContextMiddleware:
@@ -54,7 +74,14 @@ class RequestContextMiddleware:
         request.request_id = secrets.token_hex(8)
         token = request_id.set(request.request_id)
         try:
-            response = self.get_response(request)
+            if not on_metrics_listener(request):
+                response = self.get_response(request)
+            elif request.path_info in METRICS_LISTENER_PATHS:
+                request.metrics_listener = True  # MetricsView asks for no key then
+                response = self.get_response(request)
+            else:
+                response = error_response(NotFound.default_code, NotFound.default_detail,
+                                          status=404)
         finally:
             request_id.reset(token)
         if request.method == "HEAD" and not response.streaming and response.content:
@@ -74,8 +101,8 @@ class RequestContextMiddleware:
         series(HTTP_DURATION, method, route).observe(elapsed)
         bytes_in = _length(request.META.get("CONTENT_LENGTH"))
         bytes_out = _length(response.get("Content-Length")) if request.method != "HEAD" else 0
-        if response.streaming and bytes_out >= LONG_TRANSFER_BYTES:
-            release_connections()  # before the body moves (callfs_site.db)
+        # Before the body moves (callfs_site.db).
+        release_connections(long_transfer=response.streaming and bytes_out >= LONG_TRANSFER_BYTES)
         if bytes_in:
             BYTES_IN.inc(bytes_in)
         if bytes_out:

@@ -142,16 +142,21 @@ def _readiness_checks():
                       responses={(200, "text/plain"): OpenApiTypes.STR, 401: ERROR}),
     post=extend_schema(exclude=True))  # every method answers, as upstream; GET is documented
 class MetricsView(CallFSView):
-    """Prometheus exposition; needs a key unless CALLFS_METRICS_PUBLIC=1 (API.md §7.2)."""
+    """Prometheus exposition; needs a key unless CALLFS_METRICS_PUBLIC=1 (API.md §7.2) or the
+    request came through the metrics listener (CALLFS_METRICS_BIND, callfs_site.middleware)."""
 
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
+    def _public(self) -> bool:
+        # self.request is Django's request here (View.setup), DRF's one later: both carry it.
+        return (settings.CALLFS.metrics_public
+                or getattr(self.request, "metrics_listener", False))
+
     def get_permissions(self):
-        public = settings.CALLFS.metrics_public
-        return [AllowAny() if public else IsAuthenticated()]
+        return [AllowAny() if self._public() else IsAuthenticated()]
 
     def get_authenticators(self):
-        return [] if settings.CALLFS.metrics_public else super().get_authenticators()
+        return [] if self._public() else super().get_authenticators()
 
     def get(self, request):
         return HttpResponse(exposition(), content_type=PROMETHEUS_TEXT)

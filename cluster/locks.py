@@ -3,7 +3,8 @@
 Without `REDIS_URL` the locks are host-local file locks (flock) under the data directory, so the
 gunicorn workers and threads of one node agree. With `REDIS_URL` they are redis-py locks through
 django-redis, shared by every node. Waiting is bounded: past the timeout the caller gets 503
-`LOCK_TIMEOUT`; an unreachable Redis gives 503 `SERVICE_UNAVAILABLE`, never a 500.
+`LOCK_TIMEOUT`; an unreachable Redis gives 503 `SERVICE_UNAVAILABLE`, never a 500. While held,
+each name counts in the `callfs_active_locks` gauge.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from callfs_site.metrics import LOCK_TIMEOUTS, LOCK_WAIT, series
+from callfs_site.metrics import ACTIVE_LOCKS, LOCK_TIMEOUTS, LOCK_WAIT, series
 from cluster.exceptions import LockTimeout, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -108,4 +109,9 @@ def distributed_lock(*names: str, timeout: float | None = None) -> Iterator[None
             raise
         finally:
             series(LOCK_WAIT, kind).observe(time.monotonic() - started)
-        yield
+        held = len(set(names))
+        ACTIVE_LOCKS.inc(held)
+        try:
+            yield
+        finally:  # before the ExitStack releases them: never counted after release
+            ACTIVE_LOCKS.dec(held)

@@ -64,8 +64,7 @@ class _Reads:
 
 
 def _read_exact(stream, length: int) -> Iterator[bytes]:
-    if length >= LONG_TRANSFER_BYTES:
-        release_connections()  # before the body moves (callfs_site.db)
+    release_connections(long_transfer=length >= LONG_TRANSFER_BYTES)  # callfs_site.db
     reads = _Reads()
     remaining = length
     while remaining > 0:
@@ -80,7 +79,7 @@ def _read_exact(stream, length: int) -> Iterator[bytes]:
 
 
 def _read_to_eof(stream, cap: int) -> Iterator[bytes]:
-    release_connections()  # no length: it may be long (callfs_site.db)
+    release_connections(long_transfer=True)  # no length: it may be long (callfs_site.db)
     reads = _Reads()
     received = 0
     while True:
