@@ -773,6 +773,10 @@ def main() -> int:
     parser.add_argument("--compare-ref", metavar="GITREF", default=None,
                         help="also run CallFS at GITREF (a git worktree) in every round: its "
                              "small-file phases and 1 GiB transfers beside today's")
+    parser.add_argument("--compare-threads", type=int, default=None,
+                        help="CALLFS_THREADS for the --compare-ref server (thread workers)")
+    parser.add_argument("--slow-clients-ref", action="store_true",
+                        help="run the slow-clients phase against the --compare-ref server too")
     args = parser.parse_args()
 
     ensure_tools()
@@ -789,7 +793,7 @@ def main() -> int:
         servers = [CallFS(work, args.workers, args.threads, args.database_url), Nginx(work)]
         if args.compare_ref:
             ref_commit = add_worktree(args.compare_ref, worktree)
-            servers.append(CallFS(work / "ref-node", args.workers, args.threads, None,
+            servers.append(CallFS(work / "ref-node", args.workers, args.compare_threads, None,
                                   name=REF, root=worktree))
         main_servers = len(servers)
         servers.append(CallFS(work / "baseline", args.workers, args.threads, None,
@@ -802,11 +806,13 @@ def main() -> int:
         for round_no in range(args.rounds):
             rounds.append(run_round(servers[:main_servers], servers[main_servers:], args, work,
                                     big, round_no))
-        for server in servers[2:]:  # idle from here on: the slow-clients phase has the machine
+        # Idle from here on: the slow-clients phase has the machine.
+        keep = 3 if args.compare_ref and args.slow_clients_ref else 2
+        for server in servers[keep:]:
             server.stop()
-        servers = servers[:2]
+        servers = servers[:keep]
         if not args.no_slow_clients:
-            for server in servers:  # CallFS, then nginx
+            for server in servers:  # CallFS, then nginx (and the --compare-ref server)
                 slow[server.name] = slow_clients_phase(server, args)
         for server in servers:
             server.stop()
