@@ -87,7 +87,16 @@ class GeventWorker(ggevent.GeventWorker):
         # ggevent's handle() makes the socket blocking (no timeout at all); a socket timeout
         # is the idle timeout: it applies to every wait for one recv() or send().
         client.settimeout(self.idle_timeout)
-        base_async.AsyncWorker.handle(self, listener, client, addr)
+        try:
+            base_async.AsyncWorker.handle(self, listener, client, addr)
+        finally:
+            # Django keeps its database connections per thread, here per greenlet, i.e. per
+            # client connection: they end with it. Left to the garbage collector, each SQLite
+            # connection kept its page cache and its writer-lock descriptor (callfs_site.sqlite)
+            # until a cyclic collection, and a busy worker ran out of descriptors.
+            from django.db import connections
+
+            connections.close_all()
 
     def timeout_ctx(self):
         # The wait for a request head: gunicorn's keep-alive time, and never past the idle
