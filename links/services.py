@@ -143,19 +143,24 @@ def redeem(token: str) -> Download:
 
     # The creator's access is checked again (traverse here, read in open_file): a link never
     # reads more than its creator still may.
-    try:
-        inode = fs.stat(link.created_by, link.path)
-    except FileNotFound:
-        raise FileNotFound(_GONE) from None
-    # Links name a path and never follow a file elsewhere; another entry now at that path
-    # (deleted and re-created, or replaced by a move) is not what the creator shared.
-    if inode.pk != link.inode_id:
-        raise FileNotFound(_GONE)
-    if inode.is_dir:
-        # Upstream answers 500 here (§7.12 row 7); §16.1 gives every non-crash a specific code.
-        raise IsADirectory(f"{inode.path} is a directory and cannot be downloaded")
-    reader = fs.open_file(link.created_by, inode)
-    return Download(inode, reader, paths.name_of(inode.path))
+    def look_up() -> Inode:
+        try:
+            inode = fs.stat(link.created_by, link.path)
+        except FileNotFound:
+            raise FileNotFound(_GONE) from None
+        # Links name a path and never follow a file elsewhere; another entry now at that path
+        # (deleted and re-created, or replaced by a move) is not what the creator shared.
+        if inode.pk != link.inode_id:
+            raise FileNotFound(_GONE)
+        if inode.is_dir:
+            # Upstream answers 500 here (§7.12 row 7); §16.1 gives every non-crash a specific
+            # code.
+            raise IsADirectory(f"{inode.path} is a directory and cannot be downloaded")
+        return inode
+
+    # An overwrite of the file (same inode, new bytes) while it is opened: the new version.
+    return fs.on_current_version(look_up, lambda inode: Download(
+        inode, fs.open_file(link.created_by, inode), paths.name_of(inode.path)))
 
 
 def links_for(user: User) -> QuerySet[DownloadLink]:

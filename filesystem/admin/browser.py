@@ -229,9 +229,10 @@ class FileBrowserMixin:
         self._require(request)
         try:
             path = self._path(request, request.GET)
-            inode = self._stat(request, path)
-            with reporting(request):
-                reader = services.open_file(request.user, inode)
+            with reporting(request):  # an overwrite meanwhile: its new version, whole
+                inode, reader = services.on_current_version(
+                    lambda: services.stat(request.user, path),
+                    lambda inode: (inode, services.open_file(request.user, inode)))
         except ServiceError:
             return HttpResponseRedirect(display.entry_url(request.GET.get("path", "/")))
         response = FileResponse(reader, as_attachment=True, filename=paths.name_of(inode.path),

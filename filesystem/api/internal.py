@@ -79,8 +79,11 @@ class BlobView(CallFSView):
 
     def get(self, request, key: str):
         backend, key, size, start, length, partial = self._open(request, key)
-        response = FileResponse(backend.open(key, start, length),
-                                content_type="application/octet-stream",
+        try:
+            reader = backend.open(key, start, length)
+        except FileNotFoundError:  # deleted since _open() sized it: an overwrite's old blob
+            raise FileNotFound("no such blob") from None
+        response = FileResponse(reader, content_type="application/octet-stream",
                                 status=206 if partial else 200)
         response.block_size = 256 * 1024
         response["Content-Length"] = str(length)

@@ -8,15 +8,29 @@ from rest_framework import serializers
 
 from callfs_site.fields import StrictBooleanField, StrictCharField
 from filesystem import paths
+from filesystem.api.listing import MAX_LIMIT
 from filesystem.exceptions import InvalidPath
 
 
 class ListingParams(serializers.Serializer):
-    """Query of /v1/directories: `recursive=true` (exact, as upstream) and `max_depth`."""
+    """Query of /v1/directories: `recursive=true` (exact, as upstream), `max_depth`, and the
+    pages of §16.5 (`limit`, `cursor`)."""
 
-    recursive = serializers.CharField(required=False, default="false")
-    max_depth = serializers.IntegerField(required=False, min_value=0, default=None,
-                                         allow_null=True)
+    recursive = serializers.CharField(
+        required=False, default="false",
+        help_text='"true" (exactly) lists the whole subtree; anything else the children only')
+    max_depth = serializers.IntegerField(
+        required=False, min_value=0, default=None, allow_null=True,
+        help_text="recursive listings only: levels below the children to enter; 0 = the "
+                  "children only; default 100; values over 1000 count as 1000")
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_LIMIT, default=None, allow_null=True,
+        help_text="answer one page of at most this many entries, with `next_cursor` when more "
+                  "follow; without it the listing is complete")
+    cursor = serializers.CharField(
+        required=False, default="", allow_blank=True, trim_whitespace=False, max_length=16384,
+        help_text="the `next_cursor` of the previous page (same path, recursive and max_depth); "
+                  "the listing goes on just after that page's last entry")
 
     def validate_recursive(self, value: str) -> bool:
         return value == "true"
@@ -89,11 +103,14 @@ class FileInfoSerializer(serializers.Serializer):
 
 
 class DirectoryListingSerializer(serializers.Serializer):
-    """The body of GET /v1/directories/{path} (API.md §7.10); documentation only."""
+    """The body of GET /v1/directories/{path} (API.md §7.10, §16.5); documentation only."""
 
     path = serializers.CharField()
     type = serializers.CharField()
     recursive = serializers.BooleanField()
     max_depth = serializers.IntegerField(required=False, help_text="recursive listings only")
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(
+        help_text="the number of `items`; it follows `items` when the listing is streamed")
     items = FileInfoSerializer(many=True)
+    next_cursor = serializers.CharField(
+        required=False, help_text="pages only, when more entries follow: pass it as `cursor`")

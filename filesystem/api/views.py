@@ -21,7 +21,7 @@ from callfs_site.headers import set_headers
 from callfs_site.schema import errors
 from callfs_site.views import CallFSView
 from filesystem import paths, services
-from filesystem.api import conditional
+from filesystem.api import conditional, listing
 from filesystem.api.serializers import (
     DirectoryListingSerializer,
     FileInfoSerializer,
@@ -167,10 +167,19 @@ class FileView(CallFSView):
     lean_methods = frozenset({"GET", "HEAD", "PUT", "POST"})  # the byte movers (CallFSView)
 
     def get(self, request, path: str = ""):
+        target = paths.parse(path).path
         # `r` first: no conditional or Range may tell anything about bytes one may not read.
-        inode = services.stat(request.user, paths.parse(path).path, read=True)
-        if inode.is_dir:
-            response = Response(services.list_children(request.user, inode))
+        # An overwrite that lands between the lookup and the open is served whole: its inode
+        # is looked up again and every header and range weighed against it.
+        return services.on_current_version(
+            lambda: services.stat(request.user, target, read=True),
+            lambda inode: self._answer(request, inode))
+
+    @staticmethod
+    def _answer(request, inode: Inode):
+        """The GET answer for one version of the entry: headers and bytes from `inode` alone."""
+        if inode.is_dir:  # short listings whole, long ones streamed (filesystem.api.listing)
+            response = listing.children_response(services.list_children(request.user, inode))
             metadata_headers(response, inode, request.user)
             return response
         validators = conditional.validators(request)
@@ -281,28 +290,49 @@ class FileView(CallFSView):
 
 
 @extend_schema_view(get=extend_schema(
-    summary="List a directory (recursive=true, max_depth: 0 = unlimited, default 100)",
+    summary="List a directory (recursive=true; max_depth: 0 = its children only, default 100; "
+            "pages with limit and cursor)",
+    description=(
+        "The listing object of API.md §7.10. `recursive=true` lists the directory's children, "
+        "then each subdirectory's subtree in child order, down to `max_depth` + 1 levels "
+        "(`max_depth=0`: the children only; default 100, at most 1000), entering only "
+        "directories the caller may read and traverse. Children come files first, then "
+        "directories, each by name.\n\n"
+        "Without `limit` the answer is complete. Up to 1,000 entries it comes whole, with "
+        "`X-CallFS-Count` and `Content-Length`; a longer one is streamed as it is read (chunked, "
+        "constant memory on the server): `count` then follows `items` in the object and "
+        "`X-CallFS-Count` is absent.\n\n"
+        "With `limit` (1-10,000) the answer is one page, whole, in the same order; when more "
+        "entries follow, `next_cursor` is set: pass it as `cursor`, with the same path, "
+        "`recursive` and `max_depth`, for the next page. Cursors are opaque and signed; a page "
+        "starts just after the previous page's last entry even if that entry was deleted "
+        "since, and every page checks permissions anew. Entries created, deleted or moved "
+        "while a listing is read may or may not appear in it, as with readdir(3)."),
     parameters=[PATH, ListingParams], responses={200: DirectoryListingSerializer,
                                                  **errors(400, 401, 403, 404)}))
 class DirectoryView(CallFSView):
-    """/v1/directories/{path}: the listing object of API.md §7.10."""
+    """/v1/directories/{path}: the listing object of API.md §7.10, complete (streamed when long)
+    or a page of it (§16.5)."""
 
     http_method_names = ["get"]
+
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        # The view and DRF's request refer to each other (its parser_context): a cycle, left
+        # to the cyclic collector, which must not keep the answer too (a page is up to ~2 MB;
+        # a stream holds its walk).
+        self.response = None
+        return response
 
     def get(self, request, path: str = ""):
         params = ListingParams(data=request.query_params)
         params.is_valid(raise_exception=True)
-        listing = services.list_directory(request.user, paths.parse(path).path,
-                                          **params.validated_data)
-        body = {"path": listing.path, "type": "directory", "recursive": listing.recursive}
-        if listing.recursive:
-            body["max_depth"] = listing.max_depth
-        body |= {"count": len(listing.items), "items": listing.items}
-        response = Response(body)
-        response["X-CallFS-Type"] = "directory"
-        response["X-CallFS-Count"] = str(len(listing.items))
-        response["X-CallFS-Recursive"] = "true" if listing.recursive else "false"
-        return response
+        options = params.validated_data
+        found = services.list_directory(request.user, paths.parse(path).path,
+                                        recursive=options["recursive"],
+                                        max_depth=options["max_depth"])
+        return listing.directory_response(found, limit=options["limit"],
+                                          cursor=options["cursor"])
 
 
 @extend_schema(exclude=True)

@@ -6,7 +6,8 @@ it inserts into) locked FOR UPDATE, so concurrent creates, moves and deletes can
 Every check is made twice: before anything moves, so that a refusal costs nothing, and again on
 the locked rows, which alone decide, since another request may have replaced the entry or changed
 its rights in between (`namespace._checked`; `create._commit` for uploads and copies).
-Blobs replaced or deleted are removed only after the transaction commits.
+Blobs replaced or deleted are removed only after the transaction commits; a reader that looked
+the file up just before may then find its blob gone, and looks again (`on_current_version`).
 
 The modules, each building on the ones before it: `common` (FileInfo, modes, re-reading under a
 lock), `blobs` (backends, peers, storing and moving bytes), `lookup` (resolving paths, listings,
@@ -19,6 +20,7 @@ from filesystem.services.lookup import (
     Listing,
     list_children,
     list_directory,
+    on_current_version,
     open_file,
     read_file,
     resolve,
@@ -39,6 +41,7 @@ __all__ = [
     "list_directory",
     "make_directory",
     "move",
+    "on_current_version",
     "open_file",
     "read_file",
     "resolve",

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from callfs_site.errors import ServiceUnavailable
+from callfs_site.errors import CallFSError, ServiceUnavailable
 from callfs_site.metrics import observe_backend_call
+from cluster.exceptions import LockTimeout
 from filesystem.exceptions import (
     ChecksumMismatch,
     FileNotFound,
@@ -67,6 +68,25 @@ def _discard_after_commit(backend_name: str, key: str, node_id: str = "") -> Non
             logger.exception("could not delete blob %s from %s %s", key, backend_name, node_id)
 
     transaction.on_commit(discard)
+
+
+class BytesReplaced(LockTimeout):
+    """The bytes an inode named were gone when opened because the file was overwritten, moved
+    to other storage or deleted since it was looked up (the old blob goes right after the
+    commit). Readers look the path up again (`lookup.on_current_version`); escaping, it is a
+    503: the file kept changing, try again."""
+
+    default_detail = "the file changed while it was being read, try again"
+
+
+def _missing_bytes(inode: Inode) -> CallFSError:
+    """What a missing blob means: replaced or deleted since `inode` was read (BytesReplaced),
+    or lost while the metadata still names it (404, logged)."""
+    if not Inode.objects.filter(pk=inode.pk, blob_key=inode.blob_key).exists():
+        return BytesReplaced()
+    logger.error("blob %s of %s is missing from %s %s", inode.blob_key, inode.path,
+                 inode.backend, inode.node_id)
+    return FileNotFound("the file's bytes are missing from storage")
 
 
 @contextmanager
@@ -135,13 +155,13 @@ def _transfer(inode: Inode, placement: tuple[str, str]) -> Blob:
             with _backend_call(inode.backend, "copy"):
                 source.copy(inode.blob_key, key)
         except FileNotFoundError:
-            raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+            raise _missing_bytes(inode) from None
         return Blob(inode.backend, key, inode.size, inode.sha256, placement[1])
     try:
         with _backend_call(inode.backend, "open"):
             reader = source.open(inode.blob_key)
     except FileNotFoundError:
-        raise FileNotFound(f"the bytes of {inode.path} are missing from storage") from None
+        raise _missing_bytes(inode) from None
     with reader:
         return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, placement)
 

@@ -30,7 +30,7 @@ from filesystem.services.blobs import (
     _transfer,
 )
 from filesystem.services.common import Precondition, _new_mode, _this_node
-from filesystem.services.lookup import _check_can_create, _walk, stat
+from filesystem.services.lookup import _check_can_create, _walk, on_current_version, stat
 
 _RETRIES = 5
 _LOOK_UP = object()
@@ -307,11 +307,16 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
               precondition: Precondition | None = None) -> tuple[Inode, bool]:
     """Server-side copy (X-CallFS-Copy-Source): the backend duplicates the blob, no byte passes
     through this process. Needs read on the source and create/overwrite rights at `path`."""
-    original = stat(user, source)
-    access.require_read(user, original)
-    if original.is_dir:
-        raise IsADirectory(f"{source} is a directory; only files can be copied")
+    def look_up() -> Inode:
+        original = stat(user, source, read=True)
+        if original.is_dir:
+            raise IsADirectory(f"{source} is a directory; only files can be copied")
+        return original
+
+    original = look_up()
     _check_target(user, path, replace=replace, precondition=precondition)
-    blob = _transfer(original, _placement())
+    # The source overwritten as its bytes are opened: its new version is copied.
+    blob = on_current_version(look_up, lambda inode: _transfer(inode, _placement()),
+                              first=original)
     record_file_operation("copy", blob.backend)
     return _commit(user, path, blob, replace=replace, precondition=precondition)

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO, TypeVar
+
+from django.db import connections, router
 
 from callfs_site.metrics import record_file_operation
 from filesystem import access, paths
 from filesystem.access import User
 from filesystem.exceptions import (
     FileNotFound,
+    InvalidRequest,
     IsADirectory,
     NotADirectory,
 )
 from filesystem.models import Inode, InodeType, Row
-from filesystem.services.blobs import _backend_call, _home
-from filesystem.services.common import _info
+from filesystem.services.blobs import BytesReplaced, _backend_call, _home, _missing_bytes
 
 logger = logging.getLogger(__name__)
 
-# Listing rows are read as tuples: building 10,000 entries must not cost 10,000 model instances.
-_INFO_COLUMNS = ("id", "parent_id", "owner_id", "group_id",
-                 "name", "path", "type", "size", "mode", "owner__username", "group__name", "mtime")
-
-
-_INFO_START = 4  # FileInfo fields start here; the ids before them decide permissions
-
-
-_ID, _PARENT, _OWNER, _GROUP, _NAME, _PATH, _TYPE, _MODE = 0, 1, 2, 3, 4, 5, 6, 8
-
+T = TypeVar("T")
+# Tries of `on_current_version`: a reader loses one only to a writer's commit in the moment
+# between its lookup and its open, so even 20 writers at once rarely cost it a second.
+READ_ATTEMPTS = 5
 
 MAX_LISTING_DEPTH = 1000
 
@@ -89,81 +88,334 @@ def _check_can_create(user: User, nearest: Inode | None) -> None:
     access.require_create_in(user, nearest)
 
 
+# Listings read rows a page at a time while their answer is sent, so a listing holds at most
+# about LISTING_PAGE + LISTING_PREFETCH_ROWS rows and LISTING_PENDING directory ids per level,
+# whatever the size of the tree (levels are capped at MAX_LISTING_DEPTH + 1).
+LISTING_PAGE = 1000  # rows one query reads at most
+LISTING_PENDING = 100  # subdirectories each level keeps in hand; the next are read by name
+LISTING_PREFETCH_ROWS = 4000  # children of small directories read ahead, several in one query
+
+# An entry: FileInfo's fields in order (name, path, type, size, mode, owner, group, mtime), mode
+# an int, mtime RFC 3339 text.
+Entry = tuple
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a listing goes on: just after the entry `names` below the listed directory (one
+    name per level) of this type, in the listing's order. The entry need not exist any more."""
+
+    names: tuple[str, ...]
+    type: str
+
+
 @dataclass(frozen=True)
 class Listing:
+    """A directory's listing, checked and ready to read. `entries()` reads the database while it
+    is iterated, a page at a time: the caller may stream it. Entries carry only name, path and
+    type when `full` is false (the caller may read the directory but not traverse it)."""
+
     path: str
     recursive: bool
     max_depth: int
-    items: list[dict]
+    full: bool
+    user: User = field(repr=False)
+    directory_id: int = field(repr=False)
+    levels: int = field(repr=False)  # levels below the directory this caller gets listed
+    asked_levels: int = field(repr=False)  # ... that the request asked for
+
+    def entries(self, after: Position | None = None) -> Iterator[Entry]:
+        """The entries in order (§7.10): a directory's children, files then directories, each
+        by name, then each subdirectory's subtree in child order; from just after `after`.
+        Every directory entered is checked for `r` and `x` as it is reached, on every page."""
+        walk = _Walk(self.user, self.levels)
+        return walk.run(walk.start(self, after))
+
+    def position(self, entry: Entry) -> Position:
+        """The position just after `entry`, to go on from in a later request."""
+        relative = entry[1][len(self.path) + 1:] if self.path != paths.ROOT else entry[1][1:]
+        return Position(tuple(relative.split("/")), entry[2])
+
+    def position_at(self, relative: str, kind: str) -> Position:
+        """The position after the entry at `relative` (names below this directory, joined by
+        "/") of type `kind`, as `position` gave it; InvalidRequest for anything it cannot have
+        given: a name that is not a plain name ("..", "", "a/b") could leave the directory."""
+        names = tuple(relative.split("/"))
+        if (kind not in InodeType.values or not 1 <= len(names) <= self.asked_levels
+                or not all(paths.is_valid_name(name) for name in names)):
+            raise InvalidRequest("not a position in this listing")
+        return Position(names, kind)
 
 
-def _entries(user: User, directory: Inode, rows) -> list[dict]:
-    """The listing entries of a directory's child rows. Reading a directory gives its entries'
-    names and types; their size, mode, owner, group and mtime need `x` on it, as a HEAD of each
-    would (POSIX: `ls -l` in a directory with r but not x shows only names)."""
-    if access.allows(user, directory, access.EXECUTE):
-        return [_info(*row[_INFO_START:]) for row in rows]
-    return [{"name": row[_NAME], "path": row[_PATH], "type": row[_TYPE]} for row in rows]
-
-
-def list_children(user: User, directory: Inode) -> list[dict]:
-    """The immediate children of a directory as FileInfo objects (names and types only without
-    `x` on it): files first, then directories, each by name (upstream's SQL order). Needs `r`
-    on the directory."""
+def list_children(user: User, directory: Inode) -> Listing:
+    """The immediate children of a directory, read lazily (names and types only without `x` on
+    it): files first, then directories, each by name (upstream's SQL order). Needs `r` on it."""
     access.require_read(user, directory)
-    rows = (Inode.objects.filter(parent_id=directory.pk)
-            .order_by("-type", "name").values_list(*_INFO_COLUMNS))
     record_file_operation("list", directory.backend)
-    return _entries(user, directory, rows)
+    return Listing(directory.path, False, 0, access.allows(user, directory, access.EXECUTE),
+                   user, directory.pk, 1, 1)
 
 
 def list_directory(user: User, path: str, *, recursive: bool = False,
                    max_depth: int | None = None) -> Listing:
-    """The listing of /v1/directories (§7.10). Recursive listings fetch one query per level and
-    put each directory's children before its subdirectories' subtrees; `max_depth` 0 means
-    unlimited, N reaches N+1 levels below the directory."""
+    """The listing of /v1/directories (§7.10, §16.5), every check made now. Recursive listings
+    reach `max_depth` + 1 levels below the directory (0: its children only; default 100, at
+    most 1000) and enter only directories the user may read and traverse."""
     directory = stat(user, path)
     if not directory.is_dir:
         raise NotADirectory(f"{path} is not a directory")
     if not recursive:
-        return Listing(directory.path, False, 0, list_children(user, directory))
+        return list_children(user, directory)
     access.require_read(user, directory)
-
     depth = DEFAULT_LISTING_DEPTH if max_depth is None else min(max_depth, MAX_LISTING_DEPTH)
-    levels = MAX_LISTING_DEPTH + 1 if depth == 0 else depth + 1
-    if not access.allows(user, directory, access.EXECUTE):
-        levels = 1  # its names are readable, but nothing below it is reachable
-    children: dict[int, list[tuple]] = {}
-    frontier = [directory.pk]
-    for _ in range(levels):
-        if not frontier:
-            break
-        next_frontier = []
-        rows = (Inode.objects.filter(parent_id__in=frontier)
-                .order_by("parent_id", "-type", "name").values_list(*_INFO_COLUMNS))
-        for row in rows:
-            children.setdefault(row[_PARENT], []).append(row)
-            # Only into directories the user may read and traverse: say nothing of the rest.
-            if row[_TYPE] == InodeType.DIRECTORY and access.allows_raw(
-                    user, row[_OWNER], row[_GROUP], row[_MODE], access.READ | access.EXECUTE):
-                next_frontier.append(row[_ID])
-        frontier = next_frontier
-
-    # Each directory's children come together, then each child directory's subtree in order.
-    # Below the top, only directories with `x` were entered: their entries are full FileInfo.
-    items = _entries(user, directory, children.get(directory.pk, ()))
-    pending = [row[_ID] for row in reversed(children.get(directory.pk, ()))
-               if row[_TYPE] == InodeType.DIRECTORY]
-    while pending:
-        rows = children.get(pending.pop(), ())
-        items.extend(_info(*row[_INFO_START:]) for row in rows)
-        pending.extend(row[_ID] for row in reversed(rows) if row[_TYPE] == InodeType.DIRECTORY)
+    full = access.allows(user, directory, access.EXECUTE)
     record_file_operation("list", directory.backend)
-    return Listing(directory.path, True, depth, items)
+    # Without `x` its names are readable, but nothing below it is reachable.
+    return Listing(directory.path, True, depth, full, user, directory.pk,
+                   depth + 1 if full else 1, depth + 1)
+
+
+class _Frame:
+    """A directory of a walk: its children (after `after`) first, then its subdirectories'
+    subtrees, those in `pending` first, then more read by name after `last_dir`."""
+
+    __slots__ = ("id", "level", "after", "listed", "pending", "last_dir", "more_dirs")
+
+    def __init__(self, directory_id: int, level: int):
+        self.id, self.level = directory_id, level
+        self.after: tuple[str, str] | None = None  # (type, name) of the entry to go on after
+        self.listed = False
+        self.pending: deque[int] = deque()
+        self.last_dir = ""  # no name sorts before "": every child's name is longer
+        self.more_dirs = True
+
+
+class _Walk:
+    """One listing's walk: a stack of directories, one per level, and the children of small
+    directories read ahead of being entered (`ahead`, at most LISTING_PREFETCH_ROWS rows)."""
+
+    def __init__(self, user: User, levels: int) -> None:
+        self.user, self.levels = user, levels
+        self.ahead: dict[int, list[tuple]] = {}
+        self.ahead_rows = 0
+        self.sizes: dict[int, int] = {}  # child counts known of directories not read ahead
+
+    def start(self, listing: Listing, after: Position | None) -> list[_Frame]:
+        """The stack of a walk from the beginning or from just after `after`: the directories on
+        the way to it that still exist and may still be entered, one query for all of them."""
+        stack = [_Frame(listing.directory_id, 0)]
+        if after is None:
+            return stack
+        *through, last = after.names
+        on_the_way, path = [], listing.path
+        for name in through:
+            path = paths.join(path, name)
+            on_the_way.append(path)
+        rows = {row[Row.PATH]: row for row in Inode.objects.rows_at(on_the_way)}
+        for name, path in zip(through, on_the_way, strict=True):
+            frame = stack[-1]
+            frame.listed, frame.last_dir = True, name  # its subdirectories after this one
+            row = rows.get(path)
+            if (frame.level + 1 >= self.levels or row is None
+                    or row[Row.TYPE] != InodeType.DIRECTORY or not self._may_enter(
+                        row[Row.OWNER], row[Row.GROUP], row[Row.MODE])):
+                return stack  # gone, replaced or closed since: its subtree is skipped
+            stack.append(_Frame(Inode.from_row(row).pk, frame.level + 1))
+        stack[-1].after = (after.type, last)
+        return stack
+
+    def run(self, stack: list[_Frame]) -> Iterator[Entry]:
+        while stack:
+            frame = stack[-1]
+            if not frame.listed:
+                frame.listed = True
+                yield from self._children(frame)
+            if frame.level + 1 >= self.levels:
+                stack.pop()
+                continue
+            if not frame.pending and frame.more_dirs:
+                self._read_subdirectories(frame)
+            if not frame.pending:
+                stack.pop()
+                continue
+            child = frame.pending.popleft()
+            if child not in self.ahead:
+                self._read_ahead([child, *frame.pending])
+            stack.append(_Frame(child, frame.level + 1))
+
+    def _children(self, frame: _Frame) -> Iterator[Entry]:
+        """A directory's entries after `frame.after`: from the rows read ahead, from one query
+        for a small directory, else each type by name a page at a time (the index on
+        (parent, name) gives that order without sorting the directory)."""
+        self.sizes.pop(frame.id, None)
+        rows = None
+        if frame.after is None:
+            rows = self.ahead.pop(frame.id, None)
+            if rows is not None:
+                self.ahead_rows -= len(rows)
+            else:
+                rows = _listing_rows(_FIRST, [frame.id, LISTING_PAGE + 1])
+                rows = _files_first(rows) if len(rows) <= LISTING_PAGE else None
+        if rows is not None:
+            if frame.level + 1 < self.levels:
+                self._keep_subdirectories(frame, rows)
+            yield from map(_entry, rows)
+            return
+        kind, name = frame.after or (InodeType.FILE, "")
+        for this in (InodeType.FILE, InodeType.DIRECTORY):
+            if this == InodeType.FILE and kind != InodeType.FILE:
+                continue
+            last = name if this == kind else ""
+            while True:
+                rows = _listing_rows(_OF_TYPE, [frame.id, this, last, LISTING_PAGE])
+                yield from map(_entry, rows)
+                if len(rows) < LISTING_PAGE:
+                    break
+                last = rows[-1][_NAME]
+
+    def _may_enter(self, owner_id: int, group_id: int | None, mode: int) -> bool:
+        return access.allows_raw(self.user, owner_id, group_id, mode,
+                                 access.READ | access.EXECUTE)
+
+    def _keep_subdirectories(self, frame: _Frame, rows: list[tuple]) -> None:
+        """The subdirectories to enter, from a directory's complete rows (the first
+        LISTING_PENDING; the rest are read by name later)."""
+        enter = [row for row in rows if row[_TYPE] == InodeType.DIRECTORY
+                 and self._may_enter(row[_OWNER], row[_GROUP], row[_MODE])]
+        frame.pending.extend(row[_ID] for row in enter[:LISTING_PENDING])
+        frame.more_dirs = len(enter) > LISTING_PENDING
+        if frame.more_dirs:
+            frame.last_dir = enter[LISTING_PENDING - 1][_NAME]
+
+    def _read_subdirectories(self, frame: _Frame) -> None:
+        """The next subdirectories to enter, by name after the last one read."""
+        while frame.more_dirs and not frame.pending:
+            rows = _rows(_sql(_SUBDIRECTORIES), [frame.id, frame.last_dir, LISTING_PENDING])
+            frame.pending.extend(row[0] for row in rows if self._may_enter(*row[2:]))
+            frame.more_dirs = len(rows) == LISTING_PENDING
+            if rows:
+                frame.last_dir = rows[-1][1]
+
+    def _read_ahead(self, ids: list[int]) -> None:
+        """The children of the directories among `ids` (the next ones the walk enters) that
+        are small enough, in two queries instead of one each: a tree of many small directories
+        would otherwise cost a query per directory. Empty ones cost nothing more."""
+        unknown = [i for i in ids if i not in self.sizes and i not in self.ahead]
+        if unknown:
+            counts = dict(_rows(_sql(_COUNTS, len(unknown)), unknown))
+            self.sizes.update((i, counts.get(i, 0)) for i in unknown)
+        room = LISTING_PREFETCH_ROWS - self.ahead_rows
+        chosen = []
+        for i in ids:
+            size = self.sizes.get(i)
+            if size == 0:
+                del self.sizes[i]
+                self.ahead[i] = []
+            elif size is not None and size <= min(room, LISTING_PAGE):
+                chosen.append(i)
+                room -= size
+        if len(chosen) < 2:
+            return  # one directory reads its own first page as cheaply
+        found: dict[int, list[tuple]] = {i: [] for i in chosen}
+        for row in _listing_rows(_sql(_IN_PARENTS, len(chosen)), chosen):
+            found[row[_PARENT]].append(row)
+        for i, rows in found.items():
+            del self.sizes[i]
+            self.ahead[i] = _files_first(rows)
+            self.ahead_rows += len(rows)
+
+
+_ID, _PARENT, _OWNER, _GROUP, _NAME, _PATH, _TYPE, _MODE = 0, 1, 2, 3, 4, 5, 6, 8
+_FIRST = "i.parent_id = %s ORDER BY i.name LIMIT %s"
+_OF_TYPE = "i.parent_id = %s AND i.type = %s AND i.name > %s ORDER BY i.name LIMIT %s"
+_IN_PARENTS = "i.parent_id IN ({}) ORDER BY i.parent_id, i.name"
+_SUBDIRECTORIES = (f"SELECT id, name, owner_id, group_id, mode FROM {Inode._meta.db_table} "  # noqa: S608
+                   f"WHERE parent_id = %s AND type = '{InodeType.DIRECTORY}' AND name > %s "
+                   "ORDER BY name LIMIT %s")
+_COUNTS = (f"SELECT parent_id, COUNT(*) FROM {Inode._meta.db_table} "  # noqa: S608
+           "WHERE parent_id IN ({}) GROUP BY parent_id")
+
+
+@functools.cache
+def _sql(template: str, count: int = 0) -> str:
+    return template.format(", ".join(["%s"] * count)) if count else template
+
+
+@functools.cache
+def _listing_sql(where: str, vendor: str) -> str:
+    """The row of a listing entry, with the ids that decide permissions first (`_ID`...). On
+    SQLite mtime comes back as its stored text, cut to shape by `_entry` without parsing."""
+    user_table = Inode._meta.get_field("owner").related_model._meta.db_table
+    group_table = Inode._meta.get_field("group").related_model._meta.db_table
+    mtime = "CAST(i.mtime AS TEXT)" if vendor == "sqlite" else "i.mtime"
+    return ("SELECT i.id, i.parent_id, i.owner_id, i.group_id, i.name, i.path, i.type, "  # noqa: S608
+            f"i.size, i.mode, u.username, g.name, {mtime} "  # names from _meta only
+            f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
+            f"LEFT JOIN {group_table} g ON g.id = i.group_id WHERE {where}")
+
+
+def _connection():
+    return connections[router.db_for_read(Inode)]
+
+
+def _rows(sql: str, params: list) -> list[tuple]:
+    with _connection().cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _listing_rows(where: str, params: list) -> list[tuple]:
+    return _rows(_listing_sql(where, _connection().vendor), params)
+
+
+def _files_first(rows: list[tuple]) -> list[tuple]:
+    """A directory's rows (by name, in the database's collation) with its files first: the
+    sort is stable, so each type keeps the database's order."""
+    return sorted(rows, key=_is_directory)
+
+
+def _is_directory(row: tuple) -> bool:
+    return row[_TYPE] == InodeType.DIRECTORY
+
+
+def _entry(row: tuple) -> Entry:
+    mtime = row[11]
+    if type(mtime) is str and len(mtime) in (19, 26) and mtime[10] == " ":
+        text = f"{mtime[:10]}T{mtime[11:19]}Z"  # SQLite's text of a naive UTC time
+    else:
+        if isinstance(mtime, str):
+            mtime = datetime.fromisoformat(mtime)
+        if mtime.tzinfo is None:
+            mtime = mtime.replace(tzinfo=UTC)
+        text = mtime.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (row[4], row[5], row[6], row[7], row[8], row[9], row[10] or "", text)
+
+
+def on_current_version(look_up: Callable[[], Inode], attempt: Callable[[Inode], T], *,
+                       first: Inode | None = None) -> T:
+    """`attempt(look_up())`, or `attempt(first)` if the caller has looked the file up already.
+    `attempt` opens the file's bytes and builds all it sends from that one inode (size, ETag,
+    Range). If the bytes were replaced before they could be opened (an overwrite, a move to
+    other storage or a delete removes the old blob right after its commit, which may fall
+    between the lookup and the open, on this node, a peer or S3), the path is looked up again:
+    the new version is served, a deleted file answers `look_up`'s 404. Once a blob is open its
+    version is sent to the end (an unlinked local file stays readable; a peer or S3 streams
+    what it opened). Each lost try means another writer committed; after READ_ATTEMPTS, 503
+    (BytesReplaced: try again)."""
+    inode = look_up() if first is None else first
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return attempt(inode)
+        except BytesReplaced:
+            logger.debug("the bytes of %s were replaced as they were opened; looking again",
+                         inode.path)
+        inode = look_up()
+    return attempt(inode)
 
 
 def open_file(user: User, inode: Inode, start: int = 0, length: int | None = None) -> BinaryIO:
-    """Open a file's bytes for streaming, after every check (nothing can become JSON later)."""
+    """Open a file's bytes for streaming, after every check (nothing can become JSON later).
+    BytesReplaced if the inode is no longer current: see `on_current_version`."""
     with _reading(user, inode, "open"):
         return _home(inode).open(inode.blob_key, start, length)
 
@@ -187,7 +439,5 @@ def _reading(user: User, inode: Inode, operation: str) -> Iterator[None]:
         with _backend_call(inode.backend, operation):
             yield
     except FileNotFoundError:
-        logger.error("blob %s of %s is missing from %s", inode.blob_key, inode.path,
-                     inode.backend)
-        raise FileNotFound("the file's bytes are missing from storage") from None
+        raise _missing_bytes(inode) from None
     record_file_operation("read", inode.backend)

@@ -1,4 +1,5 @@
-"""GET /v1/directories/{path} (API.md §7.10 with §16.1 item 12)."""
+"""GET /v1/directories/{path} (API.md §7.10 with §16.1 item 12 and §16.5: max_depth=0 lists
+immediate children only). Pages and streaming: test_listing_pages.py."""
 
 import gc
 import json
@@ -157,19 +158,34 @@ def test_max_depth_is_ignored_without_recursive(auth_client, chain):
     assert item_paths(body) == ["/d1/d2"]
 
 
-def test_max_depth_0_means_unlimited(auth_client):
+def test_max_depth_0_lists_immediate_children_only(auth_client, chain):
+    # Upstream's 17-directory-edge-cases: "List /d1 with max_depth=0 returns immediate children
+    # only" (API.md §7.10, §16.5); max_depth stays in the object.
+    body = listing(auth_client, "/d1", recursive="true", max_depth="0")
+    assert list(body) == ["path", "type", "recursive", "max_depth", "count", "items"]
+    assert body["max_depth"] == 0
+    assert item_paths(body) == ["/d1/d2"]
+    assert body["count"] == 1
+
+
+def test_max_depth_0_lists_files_and_directories_but_enters_none(auth_client, small_tree):
+    body = listing(auth_client, "/lst", recursive="true", max_depth="0")
+    assert item_paths(body) == item_paths(listing(auth_client, "/lst"))
+
+
+def test_the_default_depth_is_100(auth_client):
     # 101 nested directories and a leaf 102 levels below /deep: the default depth (100) reaches
-    # 101 levels and stops just short of the leaf; max_depth=0 has no limit.
+    # 101 levels and stops just short of the leaf; max_depth=101 reaches it.
     make(auth_client, "/deep/" + "n/" * 101 + "leaf.txt")
     leaf = "/deep/" + "n/" * 101 + "leaf.txt"
     default = listing(auth_client, "/deep", recursive="true")
     assert default["max_depth"] == 100
     assert default["count"] == 101
     assert leaf not in item_paths(default)
-    unlimited = listing(auth_client, "/deep", recursive="true", max_depth="0")
-    assert "max_depth" in unlimited and unlimited["max_depth"] == 0
-    assert unlimited["count"] == 102
-    assert item_paths(unlimited)[-1] == leaf
+    deeper = listing(auth_client, "/deep", recursive="true", max_depth="101")
+    assert deeper["max_depth"] == 101
+    assert deeper["count"] == 102
+    assert item_paths(deeper)[-1] == leaf
 
 
 def test_max_depth_over_1000_is_capped(auth_client, chain):
@@ -201,7 +217,7 @@ def test_recursive_order(auth_client):
 
 
 def test_recursive_listing_of_the_root(auth_client, small_tree):
-    body = listing(auth_client, "", recursive="true", max_depth="0")
+    body = listing(auth_client, "", recursive="true")
     assert body["path"] == "/"
     assert item_paths(body) == ["/lst", "/lst/a.txt", "/lst/b.txt", "/lst/adir", "/lst/zdir",
                                 "/lst/adir/inner.txt"]
