@@ -21,6 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from callfs_site.db import release_connections
 from callfs_site.metrics import ACTIVE_LOCKS, LOCK_TIMEOUTS, LOCK_WAIT, series
 from cluster.exceptions import LockTimeout, ServiceUnavailable
 
@@ -91,6 +92,9 @@ def _redis_lock(name: str, deadline: float) -> Iterator[None]:
 @contextmanager
 def distributed_lock(*names: str, timeout: float | None = None) -> Iterator[None]:
     """Hold exclusive locks on all `names` at once; wait at most `timeout` seconds for them."""
+    # Never wait holding a pooled database connection: with all of them held by waiters, the
+    # holder of the lock could not get one to finish (callfs_site.db).
+    release_connections(long_transfer=False)
     wait = settings.CALLFS.lock_timeout if timeout is None else timeout
     started = time.monotonic()
     deadline = started + wait

@@ -221,3 +221,30 @@ def test_placeholders_convert_the_same_when_the_statement_is_kept(open_connectio
                        list(range(2000)))
         assert cursor.fetchone() == (0,)
     assert sqlite_backend._qmark_query.cache_info().hits >= 1
+
+
+def test_connections_are_borrowed_from_a_bounded_pool_and_given_back(open_connection,
+                                                                     monkeypatch):
+    """A closed connection goes back to the process's pool and the next one opened reuses it;
+    an open transaction is rolled back on the way; no more than POOL_SIZE are ever out."""
+    pool = sqlite_backend.ConnectionPool(2)
+    monkeypatch.setattr(sqlite_backend.DatabaseWrapper, "pool", pool)
+    monkeypatch.setattr(sqlite_backend, "WAIT_SECONDS", 0.2)
+    first = open_connection()
+    first.ensure_connection()
+    raw = first.connection
+    raw.execute("BEGIN")
+    raw.execute("CREATE TABLE left_open (x)")
+    first.close()
+    second = open_connection()
+    second.ensure_connection()
+    assert second.connection is raw and not raw.in_transaction  # reused, rolled back
+    assert "left_open" not in second.introspection.table_names()
+    third = open_connection()
+    third.ensure_connection()  # the second slot
+    with pytest.raises(OperationalError, match="no database connection free"):
+        open_connection().ensure_connection()
+    third.close()
+    fourth = open_connection()
+    fourth.ensure_connection()  # a slot came back
+    assert fourth.connection is not raw
