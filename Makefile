@@ -10,12 +10,13 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt client/requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  { echo "$(PYTHON) has no venv module (Debian: apt-get install python3-venv); using python3"; \
 	    rm -rf $(VENV); python3 -m venv $(VENV); }
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r client/requirements.txt -e ./client  # the callfs client, CLI, fsspec
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
