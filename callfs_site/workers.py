@@ -98,6 +98,16 @@ class GeventWorker(ggevent.GeventWorker):
 
             connections.close_all()
 
+    def _fair(self, listener_name, req, sock, addr):
+        """gunicorn's handle_request, then a turn for the other connections: a keep-alive client
+        whose next request is already here would otherwise be served again at once, and under
+        load some connections waited 100-250 ms while others got 0.8 ms (wrk's p90 and p99;
+        with the yield: 8 ms and 12 ms, for ~4% fewer requests)."""
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            gevent.sleep(0)
+
     def timeout_ctx(self):
         # The wait for a request head: gunicorn's keep-alive time, and never past the idle
         # timeout (whose socket error would be logged as a failure; this ends quietly).
@@ -105,7 +115,7 @@ class GeventWorker(ggevent.GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr):
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            return self._fair(listener_name, req, sock, addr)
         except TimeoutError:  # a client that stopped reading (or sending) for idle_timeout
             IDLE_CLOSES.inc()
             self.log.info("closed %s:%s: idle for %s s", addr[0] if addr else "?",

@@ -53,8 +53,13 @@ class _RowCache:
         self._usable: dict[str, bool] = {}
 
     def current(self, connection) -> dict | None:
+        if connection.vendor != "sqlite":
+            return None
+        # Connections are borrowed per request (callfs_site.sqlite): a request's first lookup
+        # finds none yet, and borrowing one is cheaper than the query the cache saves.
+        connection.ensure_connection()
         raw = connection.connection
-        if (connection.vendor != "sqlite" or raw is None or not connection.autocommit
+        if (raw is None or not connection.autocommit
                 or connection.in_atomic_block or raw.in_transaction):
             return None
         name = connection.settings_dict["NAME"]
