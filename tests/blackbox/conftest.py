@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,28 +120,35 @@ def _environment(tmp: Path, port: int, alice_key: str, bob_key: str) -> dict[str
     return env
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("callfs-blackbox")
+@contextmanager
+def running_server(tmp: Path, prefix: str, **extra_env: str) -> Iterator[Server]:
+    """A migrated database and gunicorn with the project's settings (and `extra_env`) in `tmp`,
+    its two workers up; stopped on exit."""
     port = free_port()
     alice_key, bob_key = f"alice-{secrets.token_hex(16)}", f"bob-{secrets.token_hex(16)}"
     env = _environment(tmp, port, alice_key, bob_key)
-
+    env.update(extra_env)
     manage(env, "migrate", "--noinput")
     log_path = tmp / "gunicorn.log"
     base_url = f"http://127.0.0.1:{port}"
     process = start_gunicorn(env, log_path, base_url)
     try:
         # Both workers boot independently; give the second one a moment to be listed.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         srv = Server(
             base_url=base_url, host="127.0.0.1", port=port, alice_key=alice_key,
             bob_key=bob_key, data_dir=tmp / "data", pid=process.pid, log_path=log_path,
-            prefix=f"/bb-{secrets.token_hex(6)}",
+            prefix=f"/{prefix}-{secrets.token_hex(6)}",
         )
         srv.initial_workers = srv.workers()
         yield srv
     finally:
         stop_gunicorn(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("callfs-blackbox"), "bb") as srv:
+        yield srv

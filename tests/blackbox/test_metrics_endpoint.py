@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.blackbox.conftest import _environment, child_pids
-from tests.servers import free_port, log_tail, manage, start_gunicorn, stop_gunicorn
+from tests.blackbox.conftest import child_pids, running_server
+from tests.servers import free_port, log_tail
 
 pytestmark = pytest.mark.blackbox
 
@@ -49,24 +49,12 @@ class Node:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory) -> Iterator[Node]:
-    tmp = tmp_path_factory.mktemp("callfs-metrics")
-    port, metrics_port = free_port(), free_port()
-    key = f"alice-{secrets.token_hex(16)}"
-    env = _environment(tmp, port, key, f"bob-{secrets.token_hex(16)}")
-    env["CALLFS_METRICS_BIND"] = f"127.0.0.1:{metrics_port}"
-    env.pop("CALLFS_METRICS_PUBLIC", None)
-    manage(env, "migrate", "--noinput")
-    log_path = tmp / "gunicorn.log"
-    base_url = f"http://127.0.0.1:{port}"
-    process = start_gunicorn(env, log_path, base_url)
-    try:
-        deadline = time.monotonic() + 10
-        while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield Node(base_url=base_url, metrics_url=f"http://127.0.0.1:{metrics_port}",
-                   metrics_port=metrics_port, key=key, pid=process.pid, log_path=log_path)
-    finally:
-        stop_gunicorn(process)
+    metrics_port = free_port()
+    with running_server(tmp_path_factory.mktemp("callfs-metrics"), "metrics",
+                        CALLFS_METRICS_BIND=f"127.0.0.1:{metrics_port}") as srv:
+        yield Node(base_url=srv.base_url, metrics_url=f"http://127.0.0.1:{metrics_port}",
+                   metrics_port=metrics_port, key=srv.alice_key, pid=srv.pid,
+                   log_path=srv.log_path)
 
 
 def labelled_pids(text: str, name: str) -> set[int]:

@@ -12,7 +12,6 @@ moving is never cut, and a worker's memory grows by a small amount per connectio
 from __future__ import annotations
 
 import os
-import secrets
 import select
 import socket
 import time
@@ -23,8 +22,7 @@ import pytest
 import requests
 
 from bench import slow_clients
-from tests.blackbox.conftest import Server, _environment, child_pids
-from tests.servers import free_port, manage, start_gunicorn, stop_gunicorn
+from tests.blackbox.conftest import Server, running_server
 
 pytestmark = pytest.mark.blackbox
 
@@ -47,26 +45,9 @@ IDLE_CLOSES = "callfs_idle_connections_closed_total"
 @pytest.fixture(scope="module")
 def node(tmp_path_factory) -> Iterator[Server]:
     """A server of its own: two workers, a 3 s idle timeout."""
-    tmp = tmp_path_factory.mktemp("callfs-slow-clients")
-    port = free_port()
-    alice_key, bob_key = f"alice-{secrets.token_hex(16)}", f"bob-{secrets.token_hex(16)}"
-    env = _environment(tmp, port, alice_key, bob_key)
-    env.update({"CALLFS_IDLE_TIMEOUT": f"{IDLE:g}", "CALLFS_WORKERS": "2"})
-    manage(env, "migrate", "--noinput")
-    log_path = tmp / "gunicorn.log"
-    base_url = f"http://127.0.0.1:{port}"
-    process = start_gunicorn(env, log_path, base_url)
-    try:
-        deadline = time.monotonic() + 5
-        while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        srv = Server(base_url=base_url, host="127.0.0.1", port=port, alice_key=alice_key,
-                     bob_key=bob_key, data_dir=tmp / "data", pid=process.pid,
-                     log_path=log_path, prefix=f"/slow-{secrets.token_hex(6)}")
-        srv.initial_workers = srv.workers()
+    with running_server(tmp_path_factory.mktemp("callfs-slow-clients"), "slow",
+                        CALLFS_IDLE_TIMEOUT=f"{IDLE:g}", CALLFS_WORKERS="2") as srv:
         yield srv
-    finally:
-        stop_gunicorn(process)
 
 
 def metric(node: Server, name: str) -> float:
