@@ -72,15 +72,20 @@ class ConnectionPool:
 
     def __init__(self, size: int):
         self.size = size
-        self._pid = None
+        self._ready = False
         self._lock = self._slots = None
         self._idle: dict[str, list] = {}  # database file -> idle connections
+        # A flag, not a pid compared on every call: os.getpid() is a system call each time.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._ready, self._idle = False, {}
 
     def _current(self) -> None:
-        if self._pid != os.getpid():
-            self._pid, self._idle = os.getpid(), {}
+        if not self._ready:
             self._lock = threading.Lock()  # made here: gevent patches threading after import
             self._slots = threading.BoundedSemaphore(self.size)
+            self._ready = True
 
     def borrow(self, name: str, open_new) -> Database.Connection:
         """An idle connection to `name`, or `open_new()`; waits for a free slot first."""
