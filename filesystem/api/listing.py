@@ -25,6 +25,7 @@ from json.encoder import encode_basestring
 from django.core import signing
 from django.http import HttpResponse, StreamingHttpResponse
 
+from callfs_site.db import release_connections
 from callfs_site.headers import set_headers
 from filesystem.exceptions import InvalidRequest
 from filesystem.services.lookup import Entry, Listing, Position
@@ -131,14 +132,18 @@ def _streamed_array(entries: Iterable[Entry], encode) -> Iterator[bytes]:
 
 
 def _pieces(entries: Iterable[Entry], encode) -> Iterator[tuple[str, int]]:
-    """The entries as JSON, CHUNK_ENTRIES at a time (text, number of entries). Between pieces
-    the worker's other connections get their turn (under gevent, sleep(0) yields to them):
-    listing a large tree costs seconds of CPU, which must not stall everything else."""
+    """The entries as JSON, CHUNK_ENTRIES at a time (text, number of entries). While a piece
+    travels the listing holds no pooled database connection (its queries fetch whole pages, no
+    cursor stays open): a client reading a long listing slowly must not keep one of a worker's
+    few from everyone else (callfs_site.db). Between pieces the worker's other connections get
+    their turn (under gevent, sleep(0) yields to them): listing a large tree costs seconds of
+    CPU, which must not stall everything else."""
     entries = iter(entries)
     while True:
         batch = list(islice(entries, CHUNK_ENTRIES))
         if not batch:
             return
+        release_connections(long_transfer=False)
         yield _js_safe(",".join(map(encode, batch))), len(batch)
         time.sleep(0)
 

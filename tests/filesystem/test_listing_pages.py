@@ -196,6 +196,19 @@ def test_a_long_listing_is_read_as_it_is_sent(auth_client, tree, small):
     assert sent > answered + 3
 
 
+def test_a_streamed_listing_gives_its_pooled_connection_back_while_a_piece_travels(
+        auth_client, tree, small, monkeypatch):
+    """A slow reader of a long listing must not hold one of the worker's pooled connections
+    for the whole transfer: it is given back before each piece goes out."""
+    released = []
+    monkeypatch.setattr(listing_api, "release_connections",
+                        lambda long_transfer: released.append(long_transfer))
+    response = get(auth_client, "/t", recursive="true")
+    pieces = list(response.streaming_content)
+    assert len(released) == len(pieces) - 1 >= 3  # all but the closing bracket
+    assert set(released) == {False}
+
+
 def test_a_directory_of_many_entries_with_the_real_sizes(auth_client, user):
     """More children than one query reads (1,000), files and directories interleaved by name:
     the listing streams, each type in name order, and pages cut anywhere."""

@@ -263,6 +263,8 @@ class CallFSFileSystem(AbstractFileSystem, metaclass=_Configured):
         if truncate or not self.exists(path):
             self.client.upload(b"", path)
         else:
+            # fsspec's way of saying a filesystem lacks an operation (its own touch() raises
+            # the same): the API has no utime, and rewriting the bytes would not be a touch.
             raise NotImplementedError("CallFS cannot change a file's time without its bytes")
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None,
@@ -270,6 +272,8 @@ class CallFSFileSystem(AbstractFileSystem, metaclass=_Configured):
               **kwargs: Any) -> CallFSFile:
         path = self._strip_protocol(path)
         if mode == "ab":
+            # fsspec's way of saying a filesystem lacks a mode: the API replaces a file's bytes
+            # whole, never in part.
             raise NotImplementedError("CallFS cannot append to a file")
         if mode == "xb" and self.exists(path):
             raise FileExistsError(path)
