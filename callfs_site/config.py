@@ -245,7 +245,7 @@ def _generate_secret_key(path: Path) -> str:
     return key
 
 
-def _database(env: environ.Env) -> dict:
+def _database(env: environ.Env, lock_timeout: float) -> dict:
     raw = env.str("DATABASE_URL", default="sqlite:///var/callfs.sqlite3")
     try:
         with warnings.catch_warnings():  # an unknown scheme is reported below, in one line
@@ -272,7 +272,10 @@ def _database(env: environ.Env) -> dict:
         db["OPTIONS"] = {
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
             "transaction_mode": "IMMEDIATE",
-            "timeout": 30,  # the WAL mode and sync PRAGMAs are the backend's (see there)
+            # A writer waits this long for its turn, then gets 503 LOCK_TIMEOUT (a rename of a
+            # large tree holds the one write lock meanwhile). The WAL mode and sync PRAGMAs
+            # are the backend's (see there).
+            "timeout": lock_timeout,
         }
     elif engine == "django.db.backends.postgresql":
         if db_metrics:
@@ -283,8 +286,13 @@ def _database(env: environ.Env) -> dict:
         # connection and gives it back when it ends (or before a long transfer, callfs_site.db),
         # so hundreds of connected clients share a few PostgreSQL connections.
         db["CONN_MAX_AGE"] = 0
-        db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {
-            "min_size": 1, "max_size": _int(env, "CALLFS_DB_POOL_SIZE", 10, 1), "timeout": 10}}
+        options = db.get("OPTIONS", {})
+        db["OPTIONS"] = {**options, "pool": {
+            "min_size": 1, "max_size": _int(env, "CALLFS_DB_POOL_SIZE", 10, 1), "timeout": 10},
+            # A row lock (a tree being renamed or deleted holds its directories') is waited for
+            # this long, then the request gets 503 LOCK_TIMEOUT, never a hang.
+            "options": f"{options.get('options', '')} -c lock_timeout={round(lock_timeout * 1000)}"
+            .strip()}
     else:
         raise _fail("DATABASE_URL", f"unsupported database {urlsplit(raw).scheme!r} "
                     "(use sqlite:/// or postgres://)")
@@ -427,7 +435,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         debug=debug,
         secret_key=secret_key,
         allowed_hosts=allowed_hosts,
-        database=_database(env),
+        database=_database(env, lock_timeout),
         redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
         data_dir=data_dir if data_dir.is_absolute() else BASE_DIR / data_dir,
         default_backend=default_backend,

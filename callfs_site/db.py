@@ -17,9 +17,28 @@ A request's next query, if any (an upload's commit), opens or borrows a connecti
 
 from __future__ import annotations
 
+import sqlite3
+
 from django.db import connections
+from django.db.utils import OperationalError
 
 LONG_TRANSFER_BYTES = 1024 * 1024
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout runs out
+
+
+class LockWaitTimeout(OperationalError):
+    """A database lock was not free within CALLFS_LOCK_TIMEOUT (callfs_site.sqlite's turn to
+    write)."""
+
+
+def is_lock_wait_timeout(exc: BaseException) -> bool:
+    """Did a query give up waiting for a lock another transaction holds: SQLite's turn to
+    write or busy timeout, or PostgreSQL's lock_timeout (all CALLFS_LOCK_TIMEOUT, set in
+    callfs_site.config)? Such a request gets 503 LOCK_TIMEOUT, as a path lock's wait does."""
+    cause = exc.__cause__
+    return (isinstance(exc, LockWaitTimeout)
+            or getattr(cause, "sqlstate", None) == LOCK_NOT_AVAILABLE
+            or getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY)
 
 
 def release_connections(*, long_transfer: bool) -> None:

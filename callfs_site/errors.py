@@ -14,6 +14,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions as drf
 
+from callfs_site.db import is_lock_wait_timeout
+
 logger = logging.getLogger(__name__)
 
 
@@ -81,6 +83,14 @@ class ServiceUnavailable(CallFSError):
     default_detail = "a required service is unavailable, try again later"
 
 
+class LockTimeout(CallFSError):
+    """Waited CALLFS_LOCK_TIMEOUT for a path lock or a database lock another change holds."""
+
+    status_code = 503
+    default_code = "LOCK_TIMEOUT"
+    default_detail = "the path is busy, try again later"
+
+
 # DRF's own exceptions, mapped to ours so every body uses the spec's codes and texts.
 _DRF_EQUIVALENTS: dict[type[drf.APIException], type[CallFSError]] = {
     drf.NotAuthenticated: AuthenticationFailed,
@@ -128,7 +138,10 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     from rest_framework.views import exception_handler as drf_exception_handler
     from rest_framework.views import set_rollback
 
-    if isinstance(exc, (OperationalError, InterfaceError)) or (
+    if isinstance(exc, DatabaseError) and is_lock_wait_timeout(exc):
+        exc = LockTimeout("another change holds the metadata this request needs; "
+                          "try again later")
+    elif isinstance(exc, (OperationalError, InterfaceError)) or (
         isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
     ):
         logger.warning("database unavailable: %s", exc)

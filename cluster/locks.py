@@ -22,8 +22,8 @@ from pathlib import Path
 from django.conf import settings
 
 from callfs_site.db import release_connections
+from callfs_site.errors import LockTimeout, ServiceUnavailable
 from callfs_site.metrics import ACTIVE_LOCKS, LOCK_TIMEOUTS, LOCK_WAIT, series
-from cluster.exceptions import LockTimeout, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

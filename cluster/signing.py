@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.cache import caches
 
-from cluster.exceptions import ServiceUnavailable
+from callfs_site.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -49,10 +49,11 @@ from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
 
 from callfs_site import offload
+from callfs_site.db import LockWaitTimeout
 
 logger = logging.getLogger(__name__)
 
-WAIT_SECONDS = 30  # as long as SQLite's own busy timeout (callfs_site.config)
+WAIT_SECONDS = 30  # for a free connection; and to write, unless OPTIONS give a timeout
 _POLL_FIRST, _POLL_MAX = 0.0001, 0.001
 CHECKPOINT_SECONDS = 1.0
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA wal_autocheckpoint=0")
@@ -223,7 +224,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self._writer_fd is None:
             self._writer_fd = os.open(f"{self.settings_dict['NAME']}.writers",
                                       os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + WAIT_SECONDS
+        # As long as SQLite's own busy timeout: CALLFS_LOCK_TIMEOUT (callfs_site.config).
+        wait = self.settings_dict["OPTIONS"].get("timeout", WAIT_SECONDS)
+        deadline = time.monotonic() + wait
         pause = _POLL_FIRST
         while True:
             try:
@@ -233,8 +236,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if time.monotonic() > deadline:
-                raise OperationalError("database is locked (no turn to write within "
-                                       f"{WAIT_SECONDS} s)")
+                raise LockWaitTimeout(f"database is locked (no turn to write within {wait} s)")
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
         self._writing = True

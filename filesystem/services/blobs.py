@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from callfs_site.errors import CallFSError, ServiceUnavailable
+from callfs_site.errors import CallFSError, LockTimeout, ServiceUnavailable
 from callfs_site.metrics import observe_backend_call
-from cluster.exceptions import LockTimeout
 from filesystem.exceptions import (
     ChecksumMismatch,
     FileNotFound,

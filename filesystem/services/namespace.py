@@ -11,8 +11,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from callfs_site.errors import LockTimeout
 from callfs_site.metrics import record_file_operation
-from cluster.exceptions import LockTimeout
 from cluster.locks import distributed_lock
 from cluster.models import Node
 from filesystem import access, paths

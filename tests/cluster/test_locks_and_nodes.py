@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from cluster.exceptions import LockTimeout, ServiceUnavailable
+from callfs_site.errors import LockTimeout, ServiceUnavailable
 from cluster.locks import distributed_lock
 from cluster.models import Node
 from cluster.services import register_node
