@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, models, router
-from django.db.models import Q
+from django.db.models import Func, Q, Value
+from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 
 from filesystem import paths
@@ -94,6 +95,20 @@ class _RowCache:
 row_cache = _RowCache()
 
 
+class PathKey(Func):
+    """`paths.path_key` computed by the database, for set-based updates of paths: the sha256
+    hex digest of the path's UTF-8. SQLite runs Django's SHA256 function (registered on every
+    connection); PostgreSQL its own sha256() (no pgcrypto, which Django's SHA256 needs)."""
+
+    function = "SHA256"
+    arity = 1
+    output_field = models.CharField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, **extra_context,
+                           template="ENCODE(SHA256(CONVERT_TO(%(expressions)s, 'UTF8')), 'hex')")
+
+
 class InodeQuerySet(models.QuerySet):
     def at(self, path: str) -> InodeQuerySet:
         """The inode at a canonical path (one indexed lookup)."""
@@ -157,6 +172,13 @@ class InodeQuerySet(models.QuerySet):
             inode.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
         inode._state.adding, inode._state.db = False, db
         return inode
+
+    def rebase(self, old_prefix: str, new_prefix: str) -> int:
+        """Move these inodes, all below `old_prefix`, to below `new_prefix`: their paths and
+        path keys, computed by the database in one UPDATE (a moved tree's rows never travel
+        to Python and back). The number of rows changed."""
+        moved_path = Concat(Value(new_prefix), Substr("path", len(old_prefix) + 1))
+        return self.update(path=moved_path, path_hash=PathKey(moved_path))
 
     def update_fields(self, inode: Inode, names: list[str]) -> None:
         """UPDATE these columns of one inode, with SQL written out (every overwrite runs it)."""

@@ -108,11 +108,6 @@ def is_within(path: str, directory: str) -> bool:
     return directory == ROOT or path == directory or path.startswith(directory + "/")
 
 
-def rebase(path: str, old_prefix: str, new_prefix: str) -> str:
-    """Move `path` from below `old_prefix` to below `new_prefix`."""
-    return new_prefix + path[len(old_prefix):]
-
-
 def path_key(path: str) -> str:
     """The fixed-size unique key a path is indexed by (a hash, so long paths index everywhere)."""
     return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -42,6 +42,7 @@ from filesystem.services.lookup import _check_can_create, _walk, resolve
 from filesystem.storage import available_backends
 
 T = TypeVar("T")
+IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
 # A check of what a path holds: (the entry or None, its deepest existing ancestor) -> a result,
 # or an error raised. See `_checked`.
 Check = Callable[[Inode | None, Inode | None], T]
@@ -77,6 +78,42 @@ def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
     return levels
 
 
+class SubtreeRow(NamedTuple):
+    """What moving or removing an entry of a tree needs of it (see `_subtree`)."""
+
+    pk: int
+    parent_id: int
+    path: str
+    type: str
+    owner_id: int
+    group_id: int | None
+    mode: int
+    backend: str
+    blob_key: str
+    node_id: str
+
+
+def _subtree(directory: Inode) -> list[list[SubtreeRow]]:
+    """A directory's descendants, level by level (children first), as rows of what moving and
+    removing them needs; its subdirectories are locked FOR UPDATE (where rows lock) until the
+    transaction ends. Whatever creates, moves or deletes an entry locks the directories above
+    it, so the tree keeps exactly these entries meanwhile."""
+    levels: list[list[SubtreeRow]] = []
+    frontier = [directory.pk]
+    while frontier:
+        level: list[SubtreeRow] = []
+        for start in range(0, len(frontier), IDS_PER_QUERY):
+            children = Inode.objects.filter(parent_id__in=frontier[start:start + IDS_PER_QUERY])
+            for query in (children.filter(type=InodeType.DIRECTORY).select_for_update(),
+                          children.exclude(type=InodeType.DIRECTORY)):
+                level += map(SubtreeRow._make, query.values_list(*SubtreeRow._fields))
+        if not level:
+            break
+        levels.append(level)
+        frontier = [entry.pk for entry in level if entry.type == InodeType.DIRECTORY]
+    return levels
+
+
 def _removable(user: User, precondition: Precondition | None) -> Check[Inode]:
     """The check of removing an entry from its directory (delete, or moving it away), giving
     the entry: 404 if missing, preconditions, never the root, `w`+`x` on the parent and the
@@ -103,33 +140,36 @@ def delete(user: User, path: str, *, recursive: bool = False,
     _require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
         current = _checked(user, path, removable, locked=True)
-        doomed = [current]
-        if current.is_dir:
-            levels = _subtree(current, lock=True)
-            if levels and not recursive:
+        levels: list[list[SubtreeRow]] = []
+        if current.is_dir and Inode.objects.filter(parent_id=current.pk).exists():
+            if not recursive:
                 raise DirectoryNotEmpty(f"{path} is not empty")
-            # rm -r, all or nothing: every directory must be listable, every entry removable.
-            directories = {current.pk: current}
-            for level in levels:
-                for entry in level:
-                    holder = directories[entry.parent_id]
-                    if not access.can_descend(user, holder):
-                        raise PermissionDenied(f"cannot list {holder.path}")
-                    access.require_remove(user, entry, holder)
-                    if entry.is_dir:
-                        directories[entry.pk] = entry
-            doomed += [entry for level in levels for entry in level]
-        for node_id in {e.node_id for e in doomed if e.type == InodeType.FILE} - {_this_node()}:
-            _require_reachable(next(e for e in doomed if e.node_id == node_id
-                                    and e.type == InodeType.FILE))
-        for entry in doomed:
-            if entry.type == InodeType.FILE:
-                _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
+            levels = _subtree(current)
+            _require_removable_tree(user, current, levels)
+        files = [entry for level in [[current], *levels] for entry in level
+                 if entry.type == InodeType.FILE]
+        for node_id in {entry.node_id for entry in files} - {_this_node()}:
+            _require_reachable(next(entry for entry in files if entry.node_id == node_id))
+        for entry in files:
+            _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
         # Deepest first: a directory row goes only after its children (the FK protects it).
-        for level in reversed(_subtree_levels(doomed, current)):
-            for start in range(0, len(level), 500):
-                Inode.objects.filter(pk__in=level[start:start + 500]).delete()
+        for level in reversed([[current.pk], *([entry.pk for entry in level] for level in levels)]):
+            for start in range(0, len(level), IDS_PER_QUERY):
+                Inode.objects.filter(pk__in=level[start:start + IDS_PER_QUERY]).only("pk").delete()
     record_file_operation("delete", inode.backend)
+
+
+def _require_removable_tree(user: User, top: Inode, levels: list[list[SubtreeRow]]) -> None:
+    """rm -r, all or nothing: every directory must be listable, every entry removable."""
+    directories: dict[int, Inode | SubtreeRow] = {top.pk: top}
+    for level in levels:
+        for entry in level:
+            holder = directories[entry.parent_id]
+            if not access.can_descend(user, holder):
+                raise PermissionDenied(f"cannot list {holder.path}")
+            access.require_remove(user, entry, holder)
+            if entry.type == InodeType.DIRECTORY:
+                directories[entry.pk] = entry
 
 
 def _refuse_root(user: User, inode: Inode) -> None:
@@ -138,18 +178,6 @@ def _refuse_root(user: User, inode: Inode) -> None:
         if not access.is_admin(user):
             raise PermissionDenied()
         raise BadRequest("the root directory cannot be deleted, moved or replaced")
-
-
-def _subtree_levels(doomed: list[Inode], top: Inode) -> list[list[int]]:
-    depth = {top.pk: 0}
-    levels: list[list[int]] = [[top.pk]]
-    for entry in doomed[1:]:
-        level = depth[entry.parent_id] + 1
-        depth[entry.pk] = level
-        if len(levels) <= level:
-            levels.append([])
-        levels[level].append(entry.pk)
-    return levels
 
 
 def move(user: User, source: str, destination: str, *, overwrite: bool = False,
@@ -195,11 +223,10 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         current.save(update_fields=["parent", "name", "path", "path_hash", "ctime", "backend",
                                     "blob_key", "node_id"])
         if current.is_dir:
-            moved = [entry for level in _subtree(current, lock=True) for entry in level]
-            for entry in moved:
-                entry.path = paths.rebase(entry.path, old_path, destination)
-                entry.path_hash = paths.path_key(entry.path)
-            Inode.objects.bulk_update(moved, ["path", "path_hash"], batch_size=500)
+            descendants = [entry.pk for level in _subtree(current) for entry in level]
+            for start in range(0, len(descendants), IDS_PER_QUERY):
+                Inode.objects.filter(pk__in=descendants[start:start + IDS_PER_QUERY]) \
+                    .rebase(old_path, destination)
     record_file_operation("move", inode.backend)
     return resolve(destination) or current
 

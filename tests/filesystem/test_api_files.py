@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
+from filesystem import paths
 from filesystem.models import Inode
 from tests.helpers import assert_error, body_of, upload
 
@@ -522,6 +523,34 @@ def test_patch_directory_moves_its_subtree(auth_client):
         assert_error(auth_client.get(f"/v1/files{old}"), 404, "FILE_NOT_FOUND")
     listing = json.loads(auth_client.get("/v1/files/moved/tree2/sub").content)
     assert [i["path"] for i in listing] == ["/moved/tree2/sub/b.txt", "/moved/tree2/sub/empty"]
+
+
+def test_a_moved_tree_keeps_every_path_key_true_and_leaves_its_neighbours(auth_client):
+    """The database rebases a moved tree's paths and computes their keys (Inode.objects.rebase):
+    each must be what Python's paths.path_key gives, non-ASCII names included, and entries
+    that merely share the prefix, or differ only in case, stay where they are."""
+    names = ["a.txt", "sub/ünï cödé ✓.txt", "sub/deeper/日本語/leaf", "sub/empty/"]
+    for name in names:
+        make(auth_client, f"/tree/{name}")
+    for neighbour in ("/tree2/x", "/treehouse/y", "/Tree/z", "/TREE/sub/w"):
+        make(auth_client, neighbour)
+    before = {i.pk: i.path for i in Inode.objects.all()}
+    response = patch(auth_client, "/tree", {"destination": "/møved/trée", "create_parents": True})
+    assert response.status_code == 200, response.content
+    for inode in Inode.objects.all():
+        assert inode.path_hash == paths.path_key(inode.path), inode.path
+        old = before.get(inode.pk)
+        if old is None:
+            assert inode.path == "/møved"  # created as the new parent
+        elif old == "/tree" or old.startswith("/tree/"):
+            assert inode.path == "/møved/trée" + old[len("/tree"):]
+        else:
+            assert inode.path == old
+    for name in names:
+        assert exists(auth_client, f"/møved/trée/{name.rstrip('/')}")
+        assert not exists(auth_client, f"/tree/{name.rstrip('/')}")
+    assert content(auth_client, "/møved/trée/sub/deeper/日本語/leaf") == b"x"
+    assert content(auth_client, "/Tree/z") == b"x"
 
 
 @pytest.mark.parametrize("destination", ["/a/b", "/a/b/c/d", "a/x/../b"])
