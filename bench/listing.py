@@ -79,20 +79,26 @@ def children(pid: int) -> list[int]:
 
 
 class Server:
-    """gunicorn with one worker, SQLite under `work`, serving the code in `code`."""
+    """gunicorn serving the code in `code` with data under `work`: SQLite there, or the
+    PostgreSQL database at `database_url`; one worker unless told (None: the shipped default)."""
 
-    def __init__(self, work: Path, code: Path):
+    def __init__(self, work: Path, code: Path, *, database_url: str | None = None,
+                 workers: int | None = 1):
         self.port = free_port()
         self.database = work / "db.sqlite3"
+        self.database_url = database_url or f"sqlite:///{self.database}"
         self.env = {**os.environ,
-                    "DATABASE_URL": f"sqlite:///{self.database}",
+                    "DATABASE_URL": self.database_url,
                     "CALLFS_DATA_DIR": str(work / "data"),
                     "CALLFS_API_KEYS": f"bench:{KEY}",
                     "CALLFS_BIND": f"127.0.0.1:{self.port}",
-                    "CALLFS_WORKERS": "1",
                     "CALLFS_LOG_LEVEL": "warning",
                     "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
                     "DJANGO_SETTINGS_MODULE": "callfs_site.settings"}
+        if workers is not None:
+            self.env["CALLFS_WORKERS"] = str(workers)
+        else:
+            self.env.pop("CALLFS_WORKERS", None)
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.code, self.log = code, work / "gunicorn.log"
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=code,
@@ -117,6 +123,10 @@ class Server:
                 raise RuntimeError(f"gunicorn did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
         self.worker = children(self.process.pid)[0]
+
+    @property
+    def workers(self) -> list[int]:
+        return children(self.process.pid)
 
     def request(self, method: str, path: str) -> tuple[int, bytes]:
         self.connection.request(method, path, headers={"Authorization": f"Bearer {KEY}"})
