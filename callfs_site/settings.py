@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accounts",  # below the others: they may import it, it imports none of them
     "cluster",
     "filesystem",
     "links",

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from filesystem.models import ApiKey
+from accounts.models import ApiKey
 
 logger = logging.getLogger(__name__)
 

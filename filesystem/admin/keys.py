@@ -5,9 +5,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.template.response import TemplateResponse
 
+from accounts.models import ApiKey
 from filesystem import keys
 from filesystem.admin.forms import ApiKeyCreateForm
-from filesystem.models import ApiKey
 
 
 @admin.register(ApiKey)
