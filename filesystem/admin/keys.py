@@ -5,8 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.template.response import TemplateResponse
 
+from accounts import keys
 from accounts.models import ApiKey
-from filesystem import keys
 from filesystem.admin.forms import ApiKeyCreateForm
 
 

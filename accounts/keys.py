@@ -1,4 +1,5 @@
-"""API keys: create, revoke, authenticate, and the CALLFS_API_KEYS bootstrap."""
+"""API keys and the users they stand for: create, revoke, authenticate, the internal user and
+the CALLFS_API_KEYS bootstrap."""
 
 from __future__ import annotations
 
