@@ -6,8 +6,8 @@ from django.db import IntegrityError
 from django.template.response import TemplateResponse
 
 from accounts import keys
+from accounts.forms import ApiKeyCreateForm
 from accounts.models import ApiKey
-from filesystem.admin.forms import ApiKeyCreateForm
 
 
 @admin.register(ApiKey)
