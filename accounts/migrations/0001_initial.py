@@ -1,12 +1,12 @@
 """API keys move here from the filesystem app (issue 22); their table and rows stay as they are.
 
 The model keeps its table, `filesystem_apikey` (`ApiKey.Meta.db_table`), so this migration changes
-Django's state only and runs no DDL. Renaming the table instead would lock out every key for a
-while: the nodes of a cluster share one database and are upgraded one at a time, and a node still
-running the previous release would then find no table to authenticate against. Kept, old and new
-releases read the same rows, and undoing the move has nothing to undo in the database either. On a
-fresh database filesystem's 0001 creates the table, as before; `filesystem.0005` then drops the
-model from that app's state, after this migration has added it here.
+Django's state only and runs no DDL. Renaming the table instead would break authentication on
+every node not yet upgraded: the nodes of a cluster share one database and are upgraded one at a
+time, and the previous release asks for this table by name. Kept, old and new releases read the
+same rows, and undoing the move has nothing to undo in the database either. On a fresh database
+filesystem's 0001 creates the table, as before; `filesystem.0005` then drops the model from that
+app's state, after this migration has added it here.
 
 The model's content type is relabelled too, so its permissions (`add_apikey`, ...), the users and
 groups holding them and the admin's history entries follow it to `accounts`. A fresh database has
