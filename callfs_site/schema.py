@@ -22,7 +22,7 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class BearerScheme(OpenApiAuthenticationExtension):
-    target_class = "callfs_site.authentication.BearerAuthentication"
+    target_class = "accounts.authentication.BearerAuthentication"
     name = "bearer"
 
     def get_security_definition(self, auto_schema):

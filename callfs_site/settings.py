@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accounts",  # below the others: they may import it, it imports none of them
     "cluster",
     "filesystem",
     "links",
@@ -100,7 +101,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["callfs_site.authentication.BearerAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -122,6 +123,6 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from our own static files: the CSP (script-src 'self') forbids CDNs.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "AUTHENTICATION_WHITELIST": ["callfs_site.authentication.BearerAuthentication"],
+    "AUTHENTICATION_WHITELIST": ["accounts.authentication.BearerAuthentication"],
     "PREPROCESSING_HOOKS": ["callfs_site.schema.hide_aliases"],
 }

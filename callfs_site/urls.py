@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from accounts.views import MovedKeyAdminView
 from callfs_site.views import HealthView, MetricsView, ReadyView
 from cluster.api import urls as cluster_urls
 from filesystem.api import urls as filesystem_urls
@@ -29,6 +30,8 @@ urlpatterns = [
     path("metrics/", MetricsView.as_view(), name="metrics"),
     path("download/<str:token>", DownloadView.as_view(), name="download"),
     path("download/", DownloadView.as_view(), name="download"),  # empty token: 400 (§7.12)
+    # API keys were the filesystem app's before issue 22: old bookmarks of their admin still work.
+    re_path(r"^admin/filesystem/apikey/(?P<rest>.*)\Z", MovedKeyAdminView.as_view()),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,12 +1,9 @@
-"""Metadata of the filesystem: inodes and the API keys that identify users."""
+"""Metadata of the filesystem: inodes, their path lookups and the per-process row cache."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import logging
-import secrets
 import sqlite3
 from datetime import UTC, datetime
 
@@ -357,62 +354,3 @@ def _insert_sql(returning: bool) -> str:
     placeholders = ", ".join(["%s"] * len(_insert_fields()))
     return (f"INSERT INTO {Inode._meta.db_table} ({columns}) "  # noqa: S608 - names from _meta
             f"VALUES ({placeholders})" + (" RETURNING id" if returning else ""))
-
-
-@functools.lru_cache(maxsize=4)
-def _pepper(secret_key: str) -> bytes:
-    return hashlib.sha256(f"callfs-api-key:{secret_key}".encode()).digest()
-
-
-def _api_key_digest(key: str) -> str:
-    return hmac.new(_pepper(settings.SECRET_KEY), key.encode(), hashlib.sha256).hexdigest()
-
-
-class ApiKeyQuerySet(models.QuerySet):
-    def active(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
-
-    def matching(self, key: str) -> ApiKeyQuerySet:
-        return self.filter(digest=ApiKey.digest_for(key))
-
-
-class ApiKey(models.Model):
-    """A Bearer credential of one user. Only a keyed hash is stored; the key is shown once."""
-
-    PREFIX_LENGTH = 10
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
-    )
-    name = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=PREFIX_LENGTH, db_index=True, editable=False)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = ApiKeyQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.user})"
-
-    @staticmethod
-    def generate_key() -> str:
-        return "cfs_" + secrets.token_urlsafe(32)
-
-    @staticmethod
-    def digest_for(key: str) -> str:
-        """The keyed hash a key is stored and looked up by."""
-        return _api_key_digest(key)
-
-    def set_key(self, key: str) -> None:
-        self.prefix = key[: self.PREFIX_LENGTH]
-        self.digest = _api_key_digest(key)
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

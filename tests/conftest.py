@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from filesystem.keys import create_api_key, forget_authentications
+from accounts.keys import create_api_key, forget_authentications
 from filesystem.models import row_cache
 
 

@@ -306,7 +306,7 @@ def test_make_run_works_on_a_fresh_checkout_with_a_generated_key(tmp_path):
     api_key = re.search(r"API key \(user admin\): (\S+)", setup.stdout)[1]
     assert str(key_file) in setup.stdout
     assert key_file.read_text() == secret
-    check = ("import os; from filesystem.keys import authenticate_key; "
+    check = ("import os; from accounts.keys import authenticate_key; "
              "print(authenticate_key(os.environ['KEY']).username)")
     who = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=PROJECT,
                          env={**env, "KEY": api_key}, capture_output=True, text=True,

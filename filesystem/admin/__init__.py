@@ -1,6 +1,5 @@
-"""The admin of the filesystem app: inodes with the file browser, and API keys."""
+"""The admin of the filesystem app: inodes with the file browser."""
 
 from filesystem.admin.inodes import InodeAdmin
-from filesystem.admin.keys import ApiKeyAdmin
 
-__all__ = ["ApiKeyAdmin", "InodeAdmin"]
+__all__ = ["InodeAdmin"]

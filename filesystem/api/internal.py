@@ -16,11 +16,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from accounts.keys import internal_user
 from callfs_site.views import CallFSView
 from cluster import signing
 from filesystem.api.streaming import iter_body
 from filesystem.exceptions import ChecksumMismatch, FileNotFound, InvalidRequest
-from filesystem.keys import internal_user
 from filesystem.storage import ChecksumMismatchError, get_backend
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from cluster.models import Node
 from filesystem import services
-from filesystem.models import ApiKey, Inode
+from filesystem.models import Inode
 from links import throttling
 from links.models import DownloadLink
 from tests.helpers import assert_error, body_of, upload
@@ -111,7 +112,7 @@ def staff(make_user, name: str, *codenames: str):
 
 
 @pytest.mark.parametrize("address", [BROWSE, BROWSE + "entry/?path=/", "/admin/",
-                                     "/admin/filesystem/apikey/add/"])
+                                     "/admin/accounts/apikey/add/"])
 def test_non_staff_users_are_sent_to_the_login(address, make_user):
     alice, _ = make_user("alice")
     signed_in, anonymous = Client(), Client()
@@ -547,9 +548,9 @@ def test_nodes_show_state_and_files_and_bytes_per_node(admin, api, settings):
 
 
 def test_create_a_key_shows_it_once_and_it_works(admin, api_client, boss):
-    form = page(admin, "/admin/filesystem/apikey/add/")
+    form = page(admin, "/admin/accounts/apikey/add/")
     assert "username" in form and "superuser" in form
-    response = admin.post("/admin/filesystem/apikey/add/", {
+    response = admin.post("/admin/accounts/apikey/add/", {
         "username": "carol", "name": "laptop", "groups": "ops, staff"})
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     key = re.search(r'id="callfs-new-key">([^<]+)<', response.content.decode())[1]
@@ -561,7 +562,7 @@ def test_create_a_key_shows_it_once_and_it_works(admin, api_client, boss):
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert api_client.get("/v1/files/").status_code == 200
 
-    for address in ("/admin/filesystem/apikey/", f"/admin/filesystem/apikey/{api_key.pk}/change/"):
+    for address in ("/admin/accounts/apikey/", f"/admin/accounts/apikey/{api_key.pk}/change/"):
         content = page(admin, address)
         assert key not in content and key[api_key.PREFIX_LENGTH:] not in content
         assert api_key.digest not in content and api_key.prefix in content
@@ -571,15 +572,15 @@ def test_create_a_key_shows_it_once_and_it_works(admin, api_client, boss):
 
 
 def test_create_a_superuser_key_and_refuse_reserved_names(admin):
-    response = admin.post("/admin/filesystem/apikey/add/", {"username": "ops",
-                                                            "superuser": "on"})
+    response = admin.post("/admin/accounts/apikey/add/", {"username": "ops",
+                                                          "superuser": "on"})
     assert response.status_code == 200
     assert ApiKey.objects.get(user__username="ops").user.is_superuser
-    response = admin.post("/admin/filesystem/apikey/add/", {"username": "root"})
+    response = admin.post("/admin/accounts/apikey/add/", {"username": "root"})
     assert response.status_code == 200
     assert any("reserved" in m for m in messages_in(response))
     assert not ApiKey.objects.filter(user__username="root").exists()
-    response = admin.post("/admin/filesystem/apikey/add/", {"username": ""})
+    response = admin.post("/admin/accounts/apikey/add/", {"username": ""})
     assert "This field is required" in response.content.decode()
 
 
@@ -588,10 +589,10 @@ def test_revoke_keys_and_see_last_use(admin, make_user, client_for):
     client_for(key).get("/v1/files/")
     api_key = ApiKey.objects.get(user__username="dave")
     assert api_key.last_used_at is not None
-    listing = page(admin, "/admin/filesystem/apikey/")
+    listing = page(admin, "/admin/accounts/apikey/")
     assert "Last used" in listing or "last used" in listing.lower()
-    response = admin.post("/admin/filesystem/apikey/", {"action": "revoke",
-                                                        "_selected_action": [api_key.pk]})
+    response = admin.post("/admin/accounts/apikey/", {"action": "revoke",
+                                                      "_selected_action": [api_key.pk]})
     assert response.status_code == 302
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
@@ -599,7 +600,7 @@ def test_revoke_keys_and_see_last_use(admin, make_user, client_for):
     assert logged(CHANGE)[-1].change_message == "Revoked"
 
 
-KEYS = "/admin/filesystem/apikey/"
+KEYS = "/admin/accounts/apikey/"
 
 
 def test_staff_who_are_not_superusers_create_plain_keys_for_themselves_only(make_user,
@@ -647,6 +648,20 @@ def test_keys_keep_their_user_and_revoking_needs_the_change_permission(make_user
     assert api_key.user.username == "alice" and api_key.name == "mine"
 
 
+def test_old_addresses_of_the_key_admin_lead_to_its_new_place(admin, make_user):
+    """Issue 22 moved API keys from the filesystem app to accounts; bookmarks keep working."""
+    make_user("alice")
+    api_key = ApiKey.objects.get(user__username="alice")
+    moved = {"/admin/filesystem/apikey/": KEYS,
+             "/admin/filesystem/apikey/add/": KEYS + "add/",
+             f"/admin/filesystem/apikey/{api_key.pk}/change/": f"{KEYS}{api_key.pk}/change/",
+             "/admin/filesystem/apikey/?revoked_at__isnull=True": KEYS + "?revoked_at__isnull=True"}
+    for old, new in moved.items():
+        response = admin.get(old)
+        assert response.status_code == 301 and response["Location"] == new
+        assert admin.get(new).status_code == 200
+
+
 # --- dashboard ----------------------------------------------------------------------------------
 
 
@@ -672,6 +687,7 @@ def test_dashboard_shows_the_totals_and_keeps_the_app_list(admin, api):
     assert f'href="{BROWSE}?path=%2F"' in content and "Browse files" in content
     assert "/admin/filesystem/inode/" in content and "/admin/links/downloadlink/" in content
     assert "/admin/cluster/node/" in content  # the normal app list is still there
+    assert "/admin/accounts/apikey/" in content
 
 
 def test_pages_have_no_inline_styles_or_scripts(admin, api):
@@ -679,7 +695,7 @@ def test_pages_have_no_inline_styles_or_scripts(admin, api):
     put(api, "/docs/a.txt")
     new_link(api, "/docs/a.txt")
     for address in (BROWSE, url(path="/docs"), url("entry", "/docs/a.txt"),
-                    url("delete", "/docs/a.txt"), "/admin/", "/admin/filesystem/apikey/add/"):
+                    url("delete", "/docs/a.txt"), "/admin/", "/admin/accounts/apikey/add/"):
         content = page(admin, address)
         assert "<style" not in content and ' style="' not in content
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", content), address

@@ -17,9 +17,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 
+from accounts.keys import authenticate_key
 from filesystem import access
 from filesystem.exceptions import PermissionDenied
-from filesystem.keys import authenticate_key
 from filesystem.models import Inode, InodeType
 
 R, W, X = 4, 2, 1

@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import keys
+from accounts.keys import forget_authentications, revoke_api_keys
+from accounts.models import ApiKey
 from cluster import signing
-from filesystem import keys
-from filesystem.keys import forget_authentications, revoke_api_keys
-from filesystem.models import ApiKey
 from tests.helpers import assert_error, body_of, upload
 
 AUTH_FAILED = b'{"code":"AUTHENTICATION_FAILED","message":"authentication failed"}'

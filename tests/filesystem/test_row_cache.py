@@ -15,9 +15,10 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from cluster.models import Node
 from filesystem import services
-from filesystem.models import ApiKey, Inode, row_cache
+from filesystem.models import Inode, row_cache
 from tests.helpers import run_in_threads
 
 # serialized_rollback: the flush after each test would drop the root directory from migration 0002.

@@ -274,7 +274,7 @@ def test_a_creator_deactivated_behind_the_orms_back_is_caught_at_download(auth_c
 def test_links_survive_the_revocation_of_their_creators_keys(auth_client, other_client):
     """Decision (issue 20): a link acts for its creator, not for the key that made it; keys
     are rotated without ending the shares (deactivate the user, or revoke the links, for that)."""
-    from filesystem.keys import forget_authentications, revoke_api_keys
+    from accounts.keys import forget_authentications, revoke_api_keys
 
     make_file(auth_client, "/shared.txt", b"still shared")
     token = new_link(other_client)

@@ -1,4 +1,5 @@
-"""API keys: create, revoke, authenticate, and the CALLFS_API_KEYS bootstrap."""
+"""API keys and the users they stand for: create, revoke, authenticate, the internal user and
+the CALLFS_API_KEYS bootstrap."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from filesystem.models import ApiKey
+from accounts.models import ApiKey
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from filesystem.keys import authenticate_key
+from accounts.keys import authenticate_key
 
 PREFIX = "Bearer "
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from filesystem.keys import revoke_api_keys
+from accounts.keys import revoke_api_keys
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from filesystem.keys import create_api_key, ensure_bootstrap_keys
-from filesystem.models import ApiKey
+from accounts.keys import create_api_key, ensure_bootstrap_keys
+from accounts.models import ApiKey
 
 DEV_USER = "admin"
 DEV_KEY_NAME = "make run"

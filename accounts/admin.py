@@ -5,9 +5,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.template.response import TemplateResponse
 
-from filesystem import keys
-from filesystem.admin.forms import ApiKeyCreateForm
-from filesystem.models import ApiKey
+from accounts import keys
+from accounts.forms import ApiKeyCreateForm
+from accounts.models import ApiKey
 
 
 @admin.register(ApiKey)

@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from filesystem.keys import ApiKeyError, create_api_key
+from accounts.keys import ApiKeyError, create_api_key
 
 
 class Command(BaseCommand):
