@@ -21,6 +21,8 @@ import environ
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
+from callfs_site import fastpaths
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Keys published with this project or by Django (the former CallFS development default,
@@ -66,6 +68,7 @@ class Config:
     bind: str = "127.0.0.1:8000"
     metrics_bind: str | None = None  # host:port serving only /metrics (no key) and /health
     secret_key_file: Path | None = None  # where secret_key was read, when not from the env
+    stock: bool = False  # CALLFS_STOCK: the plain code instead of the shortcuts (fastpaths)
 
     def production_warnings(self) -> list[str]:
         """Settings that work but are unsafe in production: one line each, naming the setting."""
@@ -245,7 +248,7 @@ def _generate_secret_key(path: Path) -> str:
     return key
 
 
-def _database(env: environ.Env, lock_timeout: float) -> dict:
+def _database(env: environ.Env, lock_timeout: float, stock: bool) -> dict:
     raw = env.str("DATABASE_URL", default="sqlite:///var/callfs.sqlite3")
     try:
         with warnings.catch_warnings():  # an unknown scheme is reported below, in one line
@@ -258,8 +261,13 @@ def _database(env: environ.Env, lock_timeout: float) -> dict:
     # Off by default: labelling every query cost ~30-90 us, a fifth of a small request.
     db_metrics = _bool(env, "CALLFS_DB_METRICS", False)
     if engine == "django.db.backends.sqlite3":
-        # Django's SQLite with queued writers and commits flushed outside the write lock.
-        db["ENGINE"] = "callfs_site.sqlite.metrics" if db_metrics else "callfs_site.sqlite"
+        # Django's SQLite with queued writers and commits flushed outside the write lock; in
+        # stock mode Django's own, durable by SQLite's FULL sync (callfs_site.fastpaths).
+        if stock:
+            db["ENGINE"] = ("django_prometheus.db.backends.sqlite3" if db_metrics
+                            else "django.db.backends.sqlite3")
+        else:
+            db["ENGINE"] = "callfs_site.sqlite.metrics" if db_metrics else "callfs_site.sqlite"
         name = db.get("NAME") or ""
         if name != ":memory:":
             path = Path(name)
@@ -277,6 +285,8 @@ def _database(env: environ.Env, lock_timeout: float) -> dict:
             # are the backend's (see there).
             "timeout": lock_timeout,
         }
+        if stock:
+            db["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL"
     elif engine == "django.db.backends.postgresql":
         if db_metrics:
             db["ENGINE"] = "django_prometheus.db.backends.postgresql"
@@ -428,6 +438,10 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         raise _fail("CALLFS_NODE_ID", f"{node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
 
     lock_timeout = float(_int(env, "CALLFS_LOCK_TIMEOUT", 30, 1))
+    stock = _bool(env, "CALLFS_STOCK", False)
+    if not stock and (mismatches := fastpaths.version_mismatches()):
+        raise _fail("CALLFS_STOCK", "; ".join(mismatches) + ". Install the versions in "
+                    "requirements.txt, or set CALLFS_STOCK=1 to run without the fast paths")
     data_dir = Path(env.str("CALLFS_DATA_DIR", default="var/data"))
     bind = env.str("CALLFS_BIND", default="127.0.0.1:8000")
 
@@ -435,7 +449,8 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         debug=debug,
         secret_key=secret_key,
         allowed_hosts=allowed_hosts,
-        database=_database(env, lock_timeout),
+        database=_database(env, lock_timeout, stock),
+        stock=stock,
         redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
         data_dir=data_dir if data_dir.is_absolute() else BASE_DIR / data_dir,
         default_backend=default_backend,

@@ -3,6 +3,7 @@
 import logging
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.template.response import SimpleTemplateResponse
@@ -13,6 +14,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.views import APIView
 
+from callfs_site import fastpaths
 from callfs_site.errors import CallFSError, NotFound, ServiceUnavailable, error_response
 from callfs_site.metrics import exposition
 from callfs_site.schema import ERROR
@@ -28,20 +30,36 @@ class CallFSView(APIView):
     handler adds Allow to a 405, where it belongs.
 
     Methods in `lean_methods` skip DRF's request wrapper, content negotiation and permission
-    objects, a seventh of a small download's time in process: they authenticate with the same
-    classes (and, like IsAuthenticated, refuse anonymous requests) and fail through the same
-    exception handler. Their handlers get Django's request, so they use only what both kinds
-    have (`headers`, `user`, `META`, the body stream), never `query_params` or `data`."""
+    objects (a fast path, callfs_site.fastpaths; measured in BENCHMARKS.md): they authenticate
+    with the same classes (and, like IsAuthenticated, refuse anonymous requests) and fail
+    through the same exception handler. Their handlers get Django's request, so they use only
+    what both kinds have (`headers`, `user`, `META`, the body stream), never `query_params` or
+    `data`. A view with lean methods may not set other permissions or any throttles: the lean
+    path would skip them, so `as_view()` refuses such a view."""
 
     lean_methods: frozenset[str] = frozenset()
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        if cls.lean_methods and (cls.throttle_classes
+                                 or list(cls.permission_classes) != [IsAuthenticated]):
+            raise ImproperlyConfigured(
+                f"{cls.__name__}: lean_methods skip DRF's permission and throttle checks, so "
+                "the view may have only IsAuthenticated and no throttles (or no lean_methods)")
+        return super().as_view(**initkwargs)
 
     @property
     def default_response_headers(self) -> dict[str, str]:
         return {}
 
     def dispatch(self, request, *args, **kwargs):
-        if request.method not in self.lean_methods:
-            return super().dispatch(request, *args, **kwargs)
+        if request.method not in self.lean_methods or not fastpaths.enabled():
+            response = super().dispatch(request, *args, **kwargs)
+            if not isinstance(response, SimpleTemplateResponse):
+                # The view and DRF's request refer to each other: without this the answer,
+                # a listing say, would wait for the cyclic collector with them.
+                self.response = None
+            return response
         self.args, self.kwargs, self.request = args, kwargs, request
         self.headers = self.default_response_headers
         self.format_kwarg = None

@@ -1,10 +1,7 @@
-"""Metadata of the filesystem: inodes, their path lookups and the per-process row cache."""
+"""Metadata of the filesystem: inodes and their path lookups."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import sqlite3
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -14,9 +11,8 @@ from django.db.models import Func, Q, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 
+from callfs_site import fastpaths
 from filesystem import paths
-
-logger = logging.getLogger(__name__)
 
 
 class InodeType(models.TextChoices):
@@ -25,71 +21,6 @@ class InodeType(models.TextChoices):
 
 
 SETUID, SETGID = 0o4000, 0o2000  # mode bits an entry may carry only as Inode.mode_problem says
-
-# The rows each process keeps between requests (see InodeQuerySet.rows_at): about 1.2 KB each,
-# so at most 5 MB; past the bound the cache starts afresh.
-ROW_CACHE_ENTRIES = 4096
-_UNKNOWN = object()
-_GENERATION_SQL = "SELECT value FROM filesystem_inode_generation"  # migration 0003
-# Migration 0003's triggers. Django remakes a table on SQLite to alter it, which drops its
-# triggers: without all of them the cache stays off (checked once per process and database).
-_TRIGGERS_SQL = ("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' "
-                 "AND name LIKE 'filesystem\\_inode\\_generation\\_%' ESCAPE '\\'")
-_TRIGGERS = 7
-
-
-class _RowCache:
-    """Rows of path lookups, shared by a process's threads, per SQLite database, valid while the
-    database's inode generation stands: triggers (migration 0003) move it with every committed
-    change to inodes and to the user and group names joined to them, from any process. Outside
-    transactions only: inside one, reads may see its own uncommitted rows. Each lookup reads
-    the counter first, so what it then reads of the rows is at least as new as the counter
-    says, and a dict is kept only for the newest counter seen."""
-
-    def __init__(self) -> None:
-        self._by_database: dict[str, tuple[int, dict]] = {}
-        self._usable: dict[str, bool] = {}
-
-    def current(self, connection) -> dict | None:
-        if connection.vendor != "sqlite":
-            return None
-        # Connections are borrowed per request (callfs_site.sqlite): a request's first lookup
-        # finds none yet, and borrowing one is cheaper than the query the cache saves.
-        connection.ensure_connection()
-        raw = connection.connection
-        if (raw is None or not connection.autocommit
-                or connection.in_atomic_block or raw.in_transaction):
-            return None
-        name = connection.settings_dict["NAME"]
-        try:
-            usable = self._usable.get(name)
-            if usable is None:
-                usable = self._usable[name] = self._triggers_present(raw, name)
-            if not usable:
-                return None
-            generation = raw.execute(_GENERATION_SQL).fetchone()[0]
-        except sqlite3.DatabaseError:  # not migrated yet, or broken: the query will tell
-            return None
-        kept = self._by_database.get(name)
-        if kept is None or generation > kept[0]:
-            kept = self._by_database[name] = (generation, {})
-        return kept[1] if generation == kept[0] else None  # else this thread is behind
-
-    @staticmethod
-    def _triggers_present(raw, name: str) -> bool:
-        present = raw.execute(_TRIGGERS_SQL).fetchone()[0]
-        if present != _TRIGGERS:
-            logger.warning("SQLite database %s has %d of the %d inode generation triggers "
-                           "(migration 0003; a table remade by a later migration loses "
-                           "them): path lookups are not cached", name, present, _TRIGGERS)
-        return present == _TRIGGERS
-
-    def clear(self) -> None:
-        self._by_database.clear()
-        self._usable.clear()
-
-
-row_cache = _RowCache()
 
 
 class PathKey(Func):
@@ -119,35 +50,21 @@ class InodeQuerySet(models.QuerySet):
 
     def rows_at(self, path_list: list[str], *, for_update: bool = False) -> list[tuple]:
         """The rows of the inodes at these paths, each every column plus the owner's and group's
-        names (see `Row`), in one query; `for_update` locks them until the transaction ends
-        (where the database has row locks: SQLite takes its single write lock at BEGIN).
-
-        Every request resolves its target and ancestors here, so the SQL is written out once:
-        the ORM compiler cost four times as much as running the query. Rows stay tuples until
-        a caller needs a model (`Inode.from_row`): ancestors are only checked for `x`. On
-        SQLite, rows and absences found are kept per path (`row_cache`) until an inode, user
-        or group changes, and a lookup of known paths reads one counter instead."""
+        names (positions: `Row`), in one query; `for_update` locks them until the transaction
+        ends (where the database has row locks: SQLite takes its single write lock at BEGIN).
+        Rows stay tuples until a caller needs a model (`Inode.from_row`): ancestors are only
+        checked for `x`. Every request resolves its target and ancestors here: the fast path
+        (`filesystem.rows`) writes the SQL out and caches rows on SQLite."""
         if not path_list:
             return []
-        connection = connections[self.db]
-        cache = None if for_update else row_cache.current(connection)
-        if cache is not None:
-            known = [cache.get(path, _UNKNOWN) for path in path_list]
-            if not any(row is _UNKNOWN for row in known):
-                return [row for row in known if row is not None]
-        sql = _select_at_sql(len(path_list), connection.vendor)
-        if for_update and connection.features.has_select_for_update:
-            sql += " FOR UPDATE OF i"  # not the group's row (the nullable side of a join)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [paths.path_key(p) for p in path_list])
-            rows = cursor.fetchall()
-        if cache is not None:
-            if len(cache) + len(path_list) > ROW_CACHE_ENTRIES:
-                cache.clear()
-            found = dict.fromkeys(path_list)  # None: no inode there
-            found.update((row[Row.PATH], row) for row in rows)
-            cache.update(found)  # at once: another thread never sees a row's path as absent
-        return rows
+        if fastpaths.enabled():
+            from filesystem import rows  # it builds on this module
+
+            return rows.select_at(connections[self.db], path_list, for_update=for_update)
+        query = self.filter(path_hash__in=[paths.path_key(path) for path in path_list])
+        if for_update:
+            query = query.select_for_update(of=("self",))
+        return list(query.values_list(*_COLUMNS, "owner__username", "group__name"))
 
     def with_names_at(self, path_list: list[str], *, for_update: bool = False) -> list[Inode]:
         """`rows_at` as models, owner and group names included."""
@@ -155,20 +72,15 @@ class InodeQuerySet(models.QuerySet):
                                                                      for_update=for_update)]
 
     def insert(self, inode: Inode) -> Inode:
-        """INSERT a new inode with SQL written out (every upload and mkdir runs this): the ORM's
-        insert compiler cost more than the statement. No signals are sent; none are used."""
-        inode.path_hash = paths.path_key(inode.path)
+        """INSERT a new inode (every upload and mkdir runs this; the fast path writes the SQL
+        out, sending no signals: none are used)."""
         db = self._db or router.db_for_write(Inode)
-        connection = connections[db]
-        fields = _insert_fields()
-        values = [field.get_db_prep_save(getattr(inode, field.attname), connection)
-                  for field in fields]
-        returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35
-        with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(returning), values)
-            inode.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
-        inode._state.adding, inode._state.db = False, db
-        return inode
+        if not fastpaths.enabled():
+            inode.save(force_insert=True, using=db)
+            return inode
+        from filesystem import rows
+
+        return rows.insert(connections[db], inode)
 
     def rebase(self, old_prefix: str, new_prefix: str) -> int:
         """Move these inodes, all below `old_prefix`, to below `new_prefix`: their paths and
@@ -178,15 +90,15 @@ class InodeQuerySet(models.QuerySet):
         return self.update(path=moved_path, path_hash=PathKey(moved_path))
 
     def update_fields(self, inode: Inode, names: list[str]) -> None:
-        """UPDATE these columns of one inode, with SQL written out (every overwrite runs it)."""
-        connection = connections[self._db or router.db_for_write(Inode)]
-        fields = [Inode._meta.get_field(name) for name in names]
-        assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
-        values = [field.get_db_prep_save(getattr(inode, field.attname), connection)
-                  for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {Inode._meta.db_table} SET {assignments} "  # noqa: S608
-                           "WHERE id = %s", [*values, inode.pk])
+        """UPDATE these columns of one inode (every overwrite runs it; the fast path writes the
+        SQL out)."""
+        db = self._db or router.db_for_write(Inode)
+        if not fastpaths.enabled():
+            inode.save(update_fields=names, using=db)
+            return
+        from filesystem import rows
+
+        rows.update(connections[db], inode, names)
 
 
 def _aware(value):
@@ -322,35 +234,3 @@ class Row:
                                       ("path", "type", "owner_id", "group_id", "mode"))
 
 
-@functools.cache
-def _select_at_sql(count: int, vendor: str) -> str:
-    """SELECT every inode column plus owner and group names WHERE path_hash IN (count keys).
-    On SQLite the times come back as text, parsed only for rows that become models (its
-    driver would parse them all, ancestors too). Every table read here must move the inode
-    generation when it changes (migration 0003's triggers), or `row_cache` would serve stale
-    rows."""
-    user_table = Inode._meta.get_field("owner").related_model._meta.db_table
-    group_table = Inode._meta.get_field("group").related_model._meta.db_table
-    time_columns = {_COLUMNS[index] for index in _TIME_COLUMNS}
-    columns = ", ".join(
-        f'CAST(i.{name} AS TEXT) AS "{name}"' if vendor == "sqlite" and name in time_columns
-        else f"i.{name}" for name in _COLUMNS)
-    placeholders = ", ".join(["%s"] * count)
-    return (f"SELECT {columns}, u.username, g.name "  # noqa: S608 - names from _meta only
-            f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
-            f"LEFT JOIN {group_table} g ON g.id = i.group_id "
-            f"WHERE i.path_hash IN ({placeholders})")
-
-
-@functools.cache
-def _insert_fields() -> list[models.Field]:
-    return [field for field in Inode._meta.concrete_fields if not field.primary_key]
-
-
-@functools.cache
-def _insert_sql(returning: bool) -> str:
-    """INSERT ... [RETURNING id] (SQLite and PostgreSQL both quote names the standard way)."""
-    columns = ", ".join(f'"{field.column}"' for field in _insert_fields())
-    placeholders = ", ".join(["%s"] * len(_insert_fields()))
-    return (f"INSERT INTO {Inode._meta.db_table} ({columns}) "  # noqa: S608 - names from _meta
-            f"VALUES ({placeholders})" + (" RETURNING id" if returning else ""))

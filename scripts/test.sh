@@ -37,5 +37,8 @@ $BIN/python manage.py makemigrations --check --dry-run >/dev/null
 # (PostgreSQL, Redis locks and cache).
 echo "== pytest on SQLite with file locks (the cluster needs PostgreSQL and Redis: next pass)"
 $BIN/pytest -q -m "not cluster" "$@"
+# The plain code every shortcut replaces (callfs_site/fastpaths.py), proven to answer the same.
+echo "== pytest on SQLite in stock mode (CALLFS_STOCK=1: no fast paths)"
+CALLFS_STOCK=1 $BIN/pytest -q -m "not cluster and not fastpaths" "$@"
 echo "== pytest on PostgreSQL with Redis locks"
 DATABASE_URL=$PG_URL REDIS_URL=$REDIS $BIN/pytest -q "$@"

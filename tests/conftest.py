@@ -10,7 +10,7 @@ from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from accounts.keys import create_api_key, forget_authentications
-from filesystem.models import row_cache
+from filesystem.rows import row_cache
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -69,6 +69,7 @@ def sqlite_writer_turn_held(server: Server) -> Iterator[None]:
             fcntl.flock(turn, fcntl.LOCK_UN)
 
 
+@pytest.mark.fastpaths  # the turn to write is callfs_site.sqlite's
 @pytest.mark.skipif(POSTGRES, reason="SQLite's write lock (the PostgreSQL pass: row locks)")
 def test_a_writer_gets_lock_timeout_while_another_change_holds_sqlite(node, tree):
     with sqlite_writer_turn_held(node):

@@ -1,4 +1,4 @@
-"""filesystem.models.row_cache: path lookups on SQLite are answered from memory while the inode
+"""filesystem.rows.row_cache: path lookups on SQLite are answered from memory while the inode
 generation (kept by the triggers of migration 0003) stands, and never across a change.
 
 Transactional tests: the cache is off inside transactions, where every other test runs. Other
@@ -18,11 +18,13 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from cluster.models import Node
 from filesystem import services
-from filesystem.models import Inode, row_cache
+from filesystem.models import Inode
+from filesystem.rows import row_cache
 from tests.helpers import run_in_threads
 
 # serialized_rollback: the flush after each test would drop the root directory from migration 0002.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.fastpaths]
 
 
 def cached() -> bool:
@@ -119,7 +121,7 @@ def test_nothing_is_kept_inside_a_transaction_or_from_a_rolled_back_one(
 
 
 def test_the_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr("filesystem.models.ROW_CACHE_ENTRIES", 10)
+    monkeypatch.setattr("filesystem.rows.ROW_CACHE_ENTRIES", 10)
     for number in range(30):
         paths_found(f"/p{number}")
     kept = row_cache.current(connection)

@@ -28,6 +28,7 @@ def inode_lookups(client, path: str, data: bytes, method: str = "put") -> tuple[
     return response.status_code, len(selects)
 
 
+@pytest.mark.fastpaths  # counts the row cache's queries
 @pytest.mark.parametrize("method", ["post", "put"])
 def test_a_small_upload_is_looked_up_once_on_sqlite(auth_client, method):
     assert upload(auth_client, "/d/seed.txt", b"x").status_code == 201
