@@ -124,4 +124,5 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "AUTHENTICATION_WHITELIST": ["callfs_site.authentication.BearerAuthentication"],
     "PREPROCESSING_HOOKS": ["callfs_site.schema.hide_aliases"],
+    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "callfs_site.schema.error_code_choices"},
 }

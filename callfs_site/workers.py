@@ -231,25 +231,23 @@ class _PackedResponseWsgi:
                            response_args=response_args)
 
 
-# The API's error codes for the requests gunicorn refuses before the application sees them (the
-# values of callfs_site.errors' InvalidRequest and PermissionDenied, checked by a test).
-REFUSAL_CODES = {
-    400: "INVALID_REQUEST", 403: "PERMISSION_DENIED", 414: "URI_TOO_LONG",
-    417: "EXPECTATION_FAILED", 431: "HEADERS_TOO_LARGE", 501: "NOT_IMPLEMENTED",
-}
-
-
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's `util.write_error` in the API's error shape, `{"code", "message"}`; a 500's
     text is the API's fixed one (it never shows internals)."""
-    from callfs_site.errors import CallFSError, InvalidRequest, render_error
+    # Here, not at the top: callfs_site.errors imports Django (see the note on imports above).
+    from callfs_site.errors import CallFSError, ErrorCode, render_error
 
-    if status_int in REFUSAL_CODES:
-        body = render_error(REFUSAL_CODES[status_int], mesg or reason)
+    refusals = {  # the requests gunicorn refuses before the application sees them
+        400: ErrorCode.INVALID_REQUEST, 403: ErrorCode.PERMISSION_DENIED,
+        414: ErrorCode.URI_TOO_LONG, 417: ErrorCode.EXPECTATION_FAILED,
+        431: ErrorCode.HEADERS_TOO_LARGE, 501: ErrorCode.NOT_IMPLEMENTED,
+    }
+    if status_int in refusals:
+        body = render_error(refusals[status_int], mesg or reason)
     elif status_int < 500:
-        body = render_error(InvalidRequest.default_code, mesg or reason)
+        body = render_error(ErrorCode.INVALID_REQUEST, mesg or reason)
     else:
-        body = render_error(CallFSError.default_code, CallFSError.default_detail)
+        body = render_error(ErrorCode.INTERNAL_ERROR, CallFSError.default_detail)
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
