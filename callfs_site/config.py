@@ -258,7 +258,8 @@ def _database(env: environ.Env) -> dict:
     # Off by default: labelling every query cost ~30-90 us, a fifth of a small request.
     db_metrics = _bool(env, "CALLFS_DB_METRICS", False)
     if engine == "django.db.backends.sqlite3":
-        # Django's SQLite with queued writers and commits flushed outside the write lock.
+        # Django's SQLite with writers taking turns on a lock file and commits flushed outside
+        # the write lock.
         db["ENGINE"] = "callfs_site.sqlite.metrics" if db_metrics else "callfs_site.sqlite"
         name = db.get("NAME") or ""
         if name != ":memory:":

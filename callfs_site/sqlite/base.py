@@ -2,11 +2,13 @@
 
 Django's SQLite backend, changed where concurrent small uploads measured it (BENCHMARKS.md):
 
-* **Writers queue on a lock file.** SQLite admits one writer and makes the others wait in its
-  busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
+* **Writers take turns on a lock file.** SQLite admits one writer and makes the others wait in
+  its busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
   every waiter slept. A write transaction (`BEGIN IMMEDIATE`, see callfs_site.config) first
-  takes an flock on `<database>.writers`, which passes to the next writer within 0.1-1 ms of a
-  commit or rollback. Each connection (Django keeps one per thread) has its own descriptor, so
+  takes an flock on `<database>.writers`, polled every 0.1 ms, backing off to 1 ms (a blocking
+  flock() would stop the gevent worker's event loop and could never give up), so a waiting
+  writer takes it soon after a commit or rollback. There is no queue: whichever waiter polls
+  first goes next. Each connection (Django keeps one per thread) has its own descriptor, so
   threads exclude each other as well as processes.
 * **The commit is flushed after the lock is released.** `synchronous=FULL` would fsync the WAL
   inside the write lock, one commit at a time: that flush capped uploads at ~750/s. The
