@@ -2,8 +2,7 @@
 
 One level of 256 directories: they all exist after the first few hundred uploads, so an upload
 creates no directory (two levels, 65,536 leaves, made nearly every upload of a young store create
-one, and a new directory needs its parent fsynced too). ext4 indexes large directories. Blobs
-written under the earlier layout, `blobs/ab/cd/<key>`, are still found there.
+one, and a new directory needs its parent fsynced too). ext4 indexes large directories.
 
 Upload slots: a new name survives a crash only once its directory is fsynced, a second fsync per
 upload after the file's own. So each process creates empty blob files ahead, SLOT_BATCH at a time
@@ -24,10 +23,9 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
 
 from callfs_site import offload
 from filesystem.storage.base import (
@@ -41,7 +39,6 @@ WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
 SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
 SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
-T = TypeVar("T")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -171,20 +168,11 @@ class LocalStorage(StorageBackend):
     def _path(self, key: str) -> Path:
         return Path(self._file_name(key))
 
-    def _on_blob(self, key: str, action: Callable[[str], T]) -> T:
-        """`action(path of the blob)`; a blob of the two-level layout is tried at its old path
-        (only after a miss, so current blobs cost nothing extra)."""
-        name = self._file_name(key)
-        try:
-            return action(name)
-        except FileNotFoundError:
-            return action(f"{self._blobs}/{key[:2]}/{key[2:4]}/{key}")
-
     def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
-        return self._on_blob(key, lambda name: LocalFileReader(name, start, length))
+        return LocalFileReader(self._file_name(key), start, length)
 
     def read(self, key: str, start: int, length: int) -> bytes:
-        return self._on_blob(key, lambda name: _pread(name, start, length))
+        return _pread(self._file_name(key), start, length)
 
     def new_upload_key(self) -> str:
         """The key of an upload slot: an empty blob file whose name is already on disk."""
@@ -291,24 +279,20 @@ class LocalStorage(StorageBackend):
 
     def delete(self, key: str) -> None:
         try:
-            self._on_blob(key, os.unlink)
+            os.unlink(self._file_name(key))
         except FileNotFoundError:
             pass
 
     def copy(self, source_key: str, target_key: str) -> None:
-        target = self._path(target_key)
+        source, target = self._file_name(source_key), self._path(target_key)
         self._make_directory(target.parent)
-
-        def duplicate(source: str) -> None:
-            try:
-                # Blobs are immutable (an overwrite writes a new key): a hard link is a copy.
-                os.link(source, target)
-            except OSError as exc:
-                if isinstance(exc, FileNotFoundError):
-                    raise
-                shutil.copyfile(source, target)
-
-        self._on_blob(source_key, duplicate)
+        try:
+            # Blobs are immutable (an overwrite writes a new key): a hard link is a copy.
+            os.link(source, target)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            shutil.copyfile(source, target)
         _fsync_directory(target.parent)
 
     def _make_directory(self, directory: Path) -> None:
@@ -324,10 +308,10 @@ class LocalStorage(StorageBackend):
         _fsync_directory(directory.parent)
 
     def size(self, key: str) -> int:
-        return self._on_blob(key, os.stat).st_size
+        return os.stat(self._file_name(key)).st_size
 
     def modified_at(self, key: str) -> float:
-        return self._on_blob(key, os.stat).st_mtime
+        return os.stat(self._file_name(key)).st_mtime
 
     def stale_temp_files(self, older_than: float) -> list[Path]:
         """Upload temp files left by a crash (a live upload touches its file continuously)."""
@@ -340,11 +324,7 @@ class LocalStorage(StorageBackend):
         if not self.blobs.is_dir():
             return
         for directory in sorted(self.blobs.iterdir()):
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-                if entry.is_dir():  # blobs/ab/cd/ of the two-level layout
-                    yield from sorted(os.listdir(entry.path))
-                else:
-                    yield entry.name
+            yield from sorted(os.listdir(directory))
 
     def check(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
