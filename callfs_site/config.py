@@ -21,6 +21,8 @@ import environ
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
+from callfs_site.files import fsync_directory
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Keys published with this project or by Django (the former CallFS development default,
@@ -234,11 +236,7 @@ def _generate_secret_key(path: Path) -> str:
             return path.read_text(encoding="utf-8").strip()
         finally:
             os.unlink(temporary)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the key must outlive a crash: API keys are hashed with it
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)  # the key must outlive a crash: API keys are hashed with it
     except OSError as exc:
         raise _fail("DJANGO_SECRET_KEY_FILE", f"DJANGO_SECRET_KEY is unset and {path} cannot "
                     f"be created ({exc.strerror or exc}); set one of them") from None

@@ -5,11 +5,11 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
 * **Writers take turns on a lock file.** SQLite admits one writer and makes the others wait in
   its busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
   every waiter slept. A write transaction (`BEGIN IMMEDIATE`, see callfs_site.config) first
-  takes an flock on `<database>.writers`, polled every 0.1 ms, backing off to 1 ms (a blocking
-  flock() would stop the gevent worker's event loop and could never give up), so a waiting
-  writer takes it soon after a commit or rollback. There is no queue: whichever waiter polls
-  first goes next. Each connection (Django keeps one per thread) has its own descriptor, so
-  threads exclude each other as well as processes.
+  takes an flock on `<database>.writers`, polled every 0.1 ms, backing off to 1 ms
+  (callfs_site.files.flock_within), so a waiting writer takes it soon after a commit or
+  rollback. There is no queue: whichever waiter polls first goes next. Each connection (Django
+  keeps one per thread) has its own descriptor, so threads exclude each other as well as
+  processes.
 * **The commit is flushed after the lock is released.** `synchronous=FULL` would fsync the WAL
   inside the write lock, one commit at a time: that flush capped uploads at ~750/s. The
   connection runs with `synchronous=NORMAL` (appends to the WAL without flushing) and every
@@ -38,7 +38,6 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import functools
 import logging
@@ -50,7 +49,7 @@ from django.db.backends.sqlite3 import base
 from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
 
-from callfs_site import offload
+from callfs_site.files import flock_within, fsync_directory, fsync_path
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +123,6 @@ POOL = ConnectionPool(POOL_SIZE)
 def _stop_process() -> None:
     logging.shutdown()
     os._exit(70)  # EX_SOFTWARE; no exception: nothing may clean up as if the commit had failed
-
-
-def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        offload.run(os.fsync, fd)  # off the gevent worker's loop: other requests go on
-    finally:
-        os.close(fd)
 
 
 class DurableCursor(base.SQLiteCursorWrapper):
@@ -215,8 +206,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if not self.is_in_memory_db():
             # The WAL file may have just been created: make its directory entry durable too
             # (SQLite's FULL mode syncs the directory once for the same reason).
-            _fsync(os.path.dirname(os.path.abspath(self.settings_dict["NAME"])),
-                   os.O_RDONLY | os.O_DIRECTORY)
+            fsync_directory(os.path.dirname(os.path.abspath(self.settings_dict["NAME"])))
         return connection
 
     def _take_writer_lock(self) -> None:
@@ -225,20 +215,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self._writer_fd is None:
             self._writer_fd = os.open(f"{self.settings_dict['NAME']}.writers",
                                       os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + WAIT_SECONDS
-        pause = _POLL_FIRST
-        while True:
-            try:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() > deadline:
-                raise OperationalError("database is locked (no turn to write within "
-                                       f"{WAIT_SECONDS} s)")
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
+        if not flock_within(self._writer_fd, time.monotonic() + WAIT_SECONDS,
+                            _POLL_FIRST, _POLL_MAX):
+            raise OperationalError("database is locked (no turn to write within "
+                                   f"{WAIT_SECONDS} s)")
         self._writing = True
 
     def _release_writer_lock(self) -> None:
@@ -279,7 +259,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.is_in_memory_db():
             return
         try:
-            _fsync(f"{self.settings_dict['NAME']}-wal")
+            fsync_path(f"{self.settings_dict['NAME']}-wal")
         except FileNotFoundError:
             pass  # not in WAL mode: SQLite synced the commit itself
         except OSError as exc:

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from callfs_site import offload
+from callfs_site.files import fsync_directory
 from filesystem.storage.base import (
     BlobReader,
     ChecksumMismatchError,
@@ -211,7 +212,7 @@ class LocalStorage(StorageBackend):
         keys = [prefix + secrets.token_hex(15) for _ in range(SLOT_BATCH)]  # as long as a uuid4
         for key in keys:
             os.close(os.open(f"{directory}/{key}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        _fsync_directory(directory)
+        fsync_directory(directory)
         return [(key, made) for key in keys]
 
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
@@ -261,7 +262,7 @@ class LocalStorage(StorageBackend):
             except FileNotFoundError:
                 self._make_directory(target.parent)
                 os.replace(tmp_name, target)
-            _fsync_directory(target.parent)  # the rename itself must survive a crash
+            fsync_directory(target.parent)  # the rename itself must survive a crash
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -293,7 +294,7 @@ class LocalStorage(StorageBackend):
             if isinstance(exc, FileNotFoundError):
                 raise
             shutil.copyfile(source, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
 
     def _make_directory(self, directory: Path) -> None:
         """A blob directory (and any missing parent), durably: each new entry is fsynced into
@@ -305,7 +306,7 @@ class LocalStorage(StorageBackend):
             directory.mkdir()
         except FileExistsError:
             pass  # another upload is making it: its entry may not be synced yet either
-        _fsync_directory(directory.parent)
+        fsync_directory(directory.parent)
 
     def size(self, key: str) -> int:
         return os.stat(self._file_name(key)).st_size
@@ -365,13 +366,5 @@ def _pread(name: str, start: int, length: int) -> bytes:
             remaining -= len(chunk)
             start += len(chunk)
         return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        offload.run(os.fsync, fd)
     finally:
         os.close(fd)
