@@ -253,7 +253,8 @@ def _database(env: environ.Env) -> dict:
         raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
     engine = db.get("ENGINE", "")
     # django-prometheus's wrappers of the drivers count queries, errors and connections.
-    # Off by default: labelling every query cost ~30-90 us, a fifth of a small request.
+    # Off by default: labelling every query made small requests markedly slower (measured:
+    # BENCHMARKS.md, "What profiling found").
     db_metrics = _bool(env, "CALLFS_DB_METRICS", False)
     if engine == "django.db.backends.sqlite3":
         # Django's SQLite with writers taking turns on a lock file and commits flushed outside
@@ -266,7 +267,8 @@ def _database(env: environ.Env) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)  # the embedded default just works
             db["NAME"] = str(path)
         # Request-scoped, from a per-process pool of open connections (callfs_site.sqlite):
-        # opening one per request cost 20%, keeping one per client connection ~150 KiB each.
+        # opening one per request cost too much CPU, keeping one per client connection too much
+        # memory (measured: BENCHMARKS.md).
         db["CONN_MAX_AGE"] = 0
         db["OPTIONS"] = {
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.

@@ -6,9 +6,9 @@ at 128 KiB/s holds its connection for the whole transfer, an upload for all of i
 
 - PostgreSQL connections come from a small pool per worker (callfs_site.config), SQLite ones
   from the backend's own pool per process (callfs_site.sqlite): one held by a slow client is
-  one the next request waits for (a test saw 8 s waits with 64 slow downloads). A pooled
+  one the next request waits for (measured: BENCHMARKS.md, tenth session). A pooled
   connection goes back as soon as the view has answered and before a request body is read:
-  giving it back and taking it again costs microseconds.
+  giving it back and taking it again costs little (BENCHMARKS.md).
 - A connection without a pool (none in the shipped configurations) is closed only before a
   long transfer, of LONG_TRANSFER_BYTES or more: hundreds of slow clients would otherwise hold
   hundreds of them.

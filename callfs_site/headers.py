@@ -10,12 +10,12 @@ from django.http import HttpResponseBase
 def set_headers(response: HttpResponseBase, headers: Mapping[str, str]) -> None:
     """`response[name] = value` for each pair, with the same result.
 
-    Django checks every name and value in Python on each assignment (~9k instructions; a small
-    download sets twenty headers, a tenth of its request). A printable ASCII name and value,
-    which nearly every header here is, holds no CR or LF and encodes unchanged, so Django's
-    checks would return it as it is: it goes straight into the header store that
-    `ResponseHeaders` itself fills (its private `_store`). Anything else takes Django's path,
-    which refuses line breaks and MIME-encodes what Latin-1 cannot hold."""
+    Django checks every name and value in Python on each assignment, and a small download sets
+    twenty headers: a noticeable part of its request (measured: BENCHMARKS.md). A printable
+    ASCII name and value, which nearly every header here is, holds no CR or LF and encodes
+    unchanged, so Django's checks would return it as it is: it goes straight into the header
+    store that `ResponseHeaders` itself fills (its private `_store`). Anything else takes
+    Django's path, which refuses line breaks and MIME-encodes what Latin-1 cannot hold."""
     store = response.headers._store
     for name, value in headers.items():
         if value.isascii() and value.isprintable() and name.isascii() and name.isprintable():

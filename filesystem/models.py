@@ -111,7 +111,7 @@ class InodeQuerySet(models.QuerySet):
         (where the database has row locks: SQLite takes its single write lock at BEGIN).
 
         Every request resolves its target and ancestors here, so the SQL is written out once:
-        the ORM compiler cost four times as much as running the query. Rows stay tuples until
+        the ORM compiler cost more than the query itself (BENCHMARKS.md). Rows stay tuples until
         a caller needs a model (`Inode.from_row`): ancestors are only checked for `x`. On
         SQLite, rows and absences found are kept per path (`row_cache`) until an inode, user
         or group changes, and a lookup of known paths reads one counter instead."""

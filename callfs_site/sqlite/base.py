@@ -11,7 +11,7 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
   keeps one per thread) has its own descriptor, so threads exclude each other as well as
   processes.
 * **The commit is flushed after the lock is released.** `synchronous=FULL` would fsync the WAL
-  inside the write lock, one commit at a time: that flush capped uploads at ~750/s. The
+  inside the write lock, one commit at a time: that flush capped the rate of uploads. The
   connection runs with `synchronous=NORMAL` (appends to the WAL without flushing) and every
   committed write transaction then fsyncs the WAL itself before returning, outside the lock, so
   commits that land meanwhile share one flush. A commit is thus durable before its caller
@@ -23,16 +23,16 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
   like a commit.
 * **Placeholders are converted once per statement text.** Django rewrites every query's `%s`
   to SQLite's `?` with a regular expression, on every execution; the same few statements run
-  for every request, so their converted text is kept (9 µs per query, in process).
+  for every request, so their converted text is kept.
 * **Connections are pooled per process.** Under the gevent worker every client connection is a
-  thread of its own to Django, and an SQLite connection costs ~150 KiB (its schema, page cache
-  and registered functions) that the allocator keeps after it closes: 356 clients at once grew a
-  worker by 73 MiB. A request borrows one of at most POOL_SIZE open connections (waiting for
-  one when all are out) and gives it back when it ends, or before a body moves
+  thread of its own to Django, and an SQLite connection holds memory (its schema, page cache
+  and registered functions) that the allocator keeps after it closes: a worker grew with every
+  client it served at once. A request borrows one of at most POOL_SIZE open connections
+  (waiting for one when all are out) and gives it back when it ends, or before a body moves
   (callfs_site.db); borrowing skips the open, the PRAGMAs and the function registrations.
 * **Checkpoints run outside the lock too.** SQLite's automatic checkpoint runs inside the commit
   that crosses 1,000 pages, i.e. while that writer holds the lock, and every other writer waited
-  for it (the 300 ms p99 of small uploads). It is off; instead, after a commit, a passive
+  for it (the slowest small uploads were those). It is off; instead, after a commit, a passive
   checkpoint runs at most once a second per process, when the lock is already free.
 """
 

@@ -163,7 +163,7 @@ class LocalStorage(StorageBackend):
     def _file_name(self, key: str) -> str:
         if len(key) < 5 or not key.isalnum():
             raise FileNotFoundError(key)
-        # A string join: pathlib's cost a tenth of a small download.
+        # A string join: pathlib's was a noticeable part of a small download (BENCHMARKS.md).
         return f"{self._blobs}/{key[:2]}/{key}"
 
     def _path(self, key: str) -> Path:
