@@ -27,7 +27,16 @@ def test_flock_within_waits_for_the_holder_and_gives_up_at_the_deadline(tmp_path
         os.close(holder)
 
 
-def test_fsync_takes_files_and_directories_by_name(tmp_path):
+def test_fsync_takes_files_and_directories_by_name(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
     (tmp_path / "file").write_bytes(b"kept")
     fsync_path(tmp_path / "file")
     fsync_directory(tmp_path)
+    assert synced == [str(tmp_path / "file"), str(tmp_path)]
