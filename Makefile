@@ -1,7 +1,7 @@
 # CallFS for Django: `make run` serves on http://127.0.0.1:8000, `make test` runs everything.
-# The distribution's own CPython when it is 3.11 or newer: Debian's ran a small GET on 12% less
-# CPU and a durable small PUT on 18% less than pyenv's source build of 3.11 on the same machine
-# (BENCHMARKS.md). Otherwise python3 from PATH; any Python >= 3.11 works:
+# The distribution's own CPython when it is 3.11 or newer: Debian's optimised build ran small
+# requests on less CPU than pyenv's plain source build of 3.11 on the same machine (measured:
+# BENCHMARKS.md). Otherwise python3 from PATH; any Python >= 3.11 works:
 # `make PYTHON=python3.12 ...`. An existing .venv is kept as it is.
 PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && echo /usr/bin/python3 || echo python3)

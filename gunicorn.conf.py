@@ -34,13 +34,13 @@ workers = int(os.environ.get("CALLFS_WORKERS", len(_cpus)))
 # Connections each worker holds at once (gevent's pool); past it, new ones wait in the kernel's
 # backlog. A waiting connection costs a socket and a greenlet (BENCHMARKS.md, "Slow clients").
 worker_connections = int(os.environ.get("CALLFS_MAX_CONNECTIONS", 2000))
-# Pinning keeps a worker on one CPU's caches: +3% small GETs. Its pool threads (fsync, hashing)
-# leave the pin (callfs_site.offload).
+# Pinning keeps a worker on one CPU's caches, which serves more small GETs (BENCHMARKS.md).
+# Its pool threads (fsync, hashing) leave the pin (callfs_site.offload).
 # CALLFS_PIN_WORKERS=0 leaves placement to the scheduler (e.g. when other busy services share
 # the machine).
 _pin_workers = os.environ.get("CALLFS_PIN_WORKERS", "1") not in ("0", "false", "no")
 # A pool thread back from fsync() waits for the GIL up to this long while the event loop
-# computes (default 5 ms): 0.5 ms took durable small PUTs from ~630/s to ~900/s.
+# computes (default 5 ms): 0.5 ms made durable small PUTs much faster (BENCHMARKS.md).
 _switch_interval = 0.0005
 # gunicorn's gevent worker with an idle timeout, zero-copy downloads and JSON refusals
 # (callfs_site/workers.py). Never the sync worker (it kills any request that runs past
@@ -52,7 +52,7 @@ graceful_timeout = 30
 keepalive = 5  # also the longest wait for a request head
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections over
 # them: with one shared socket, whichever worker woke first could take every keep-alive
-# connection of a burst and leave its CPU's sibling idle (seen as half-speed benchmark runs).
+# connection of a burst and leave its CPU's sibling idle (seen as slow benchmark runs).
 # Not for unix sockets, inherited descriptors (fd://) or systemd socket activation, which gunicorn
 # ignores when each worker binds its own socket.
 reuse_port = not _config.bind.startswith(("unix:", "fd://")) and "LISTEN_FDS" not in os.environ

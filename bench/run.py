@@ -230,7 +230,7 @@ http {{
 
 def interpreter() -> str:
     """The Python build serving both CallFS and WsgiDAV: which build it is moved small-request
-    rates by 12-18% on the same machine (BENCHMARKS.md)."""
+    rates on the same machine (BENCHMARKS.md, eighth session)."""
     return os.path.realpath(sys.executable)
 
 

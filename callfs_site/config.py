@@ -22,6 +22,7 @@ import yaml
 from django.core.exceptions import ImproperlyConfigured
 
 from callfs_site import fastpaths
+from callfs_site.files import fsync_directory
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -237,11 +238,7 @@ def _generate_secret_key(path: Path) -> str:
             return path.read_text(encoding="utf-8").strip()
         finally:
             os.unlink(temporary)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the key must outlive a crash: API keys are hashed with it
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)  # the key must outlive a crash: API keys are hashed with it
     except OSError as exc:
         raise _fail("DJANGO_SECRET_KEY_FILE", f"DJANGO_SECRET_KEY is unset and {path} cannot "
                     f"be created ({exc.strerror or exc}); set one of them") from None
@@ -258,11 +255,13 @@ def _database(env: environ.Env, lock_timeout: float, stock: bool) -> dict:
         raise _fail("DATABASE_URL", f"cannot parse {raw!r} ({exc})") from None
     engine = db.get("ENGINE", "")
     # django-prometheus's wrappers of the drivers count queries, errors and connections.
-    # Off by default: labelling every query cost ~30-90 us, a fifth of a small request.
+    # Off by default: labelling every query made small requests markedly slower (measured:
+    # BENCHMARKS.md, "What profiling found").
     db_metrics = _bool(env, "CALLFS_DB_METRICS", False)
     if engine == "django.db.backends.sqlite3":
-        # Django's SQLite with queued writers and commits flushed outside the write lock; in
-        # stock mode Django's own, durable by SQLite's FULL sync (callfs_site.fastpaths).
+        # Django's SQLite with writers taking turns on a lock file and commits flushed
+        # outside the write lock; in stock mode Django's own, durable by SQLite's FULL sync
+        # (callfs_site.fastpaths).
         if stock:
             db["ENGINE"] = ("django_prometheus.db.backends.sqlite3" if db_metrics
                             else "django.db.backends.sqlite3")
@@ -275,7 +274,8 @@ def _database(env: environ.Env, lock_timeout: float, stock: bool) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)  # the embedded default just works
             db["NAME"] = str(path)
         # Request-scoped, from a per-process pool of open connections (callfs_site.sqlite):
-        # opening one per request cost 20%, keeping one per client connection ~150 KiB each.
+        # opening one per request cost too much CPU, keeping one per client connection too much
+        # memory (measured: BENCHMARKS.md).
         db["CONN_MAX_AGE"] = 0
         db["OPTIONS"] = {
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.

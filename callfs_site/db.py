@@ -4,13 +4,14 @@ Django keeps a connection per thread (per greenlet under the gevent worker) unti
 ends, and a request ends only when the last byte of its response has gone out: a download read
 at 128 KiB/s holds its connection for the whole transfer, an upload for all of its body.
 
-- PostgreSQL connections come from a small pool per worker (callfs_site.config): one held by a
-  slow client is one the next request waits for (a test saw 8 s waits with 64 slow downloads).
-  A pooled connection goes back as soon as the view has answered and before a request body is
-  read: giving it back and taking it again costs microseconds.
-- SQLite connections are files, opened once per thread with their PRAGMAs (a fifth of a small
-  request): only long transfers, of LONG_TRANSFER_BYTES or more, close theirs (hundreds of slow
-  clients would otherwise hold hundreds of handles and page caches).
+- PostgreSQL connections come from a small pool per worker (callfs_site.config), SQLite ones
+  from the backend's own pool per process (callfs_site.sqlite): one held by a slow client is
+  one the next request waits for (measured: BENCHMARKS.md, tenth session). A pooled
+  connection goes back as soon as the view has answered and before a request body is read:
+  giving it back and taking it again costs little (BENCHMARKS.md).
+- A connection without a pool (none in the shipped configurations) is closed only before a
+  long transfer, of LONG_TRANSFER_BYTES or more: hundreds of slow clients would otherwise hold
+  hundreds of them.
 
 A request's next query, if any (an upload's commit), opens or borrows a connection again.
 """

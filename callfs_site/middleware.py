@@ -143,8 +143,8 @@ def _for_admin(request) -> bool:
 class _AdminOnly:
     """Sessions, CSRF cookies, logged-in users and flash messages exist for the admin's pages;
     API clients send a Bearer key and use none of them. Skipping these four for every other
-    path took 9% off a small GET. They stay subclasses of Django's classes, which the admin's
-    system checks look for."""
+    path made a small GET measurably cheaper (BENCHMARKS.md). They stay subclasses of Django's
+    classes, which the admin's system checks look for."""
 
     def __call__(self, request):
         if not _for_admin(request):

@@ -56,7 +56,7 @@ def pool() -> concurrent.futures.Executor:
 
 
 def _unpinned(fn: Callable[..., T], *args) -> T:
-    unpin_thread()  # a syscall, ~1 us: cheaper than tracking which pool thread did it already
+    unpin_thread()  # one cheap syscall: cheaper than tracking which pool thread did it already
     return fn(*args)
 
 

@@ -4,9 +4,18 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from callfs_site.errors import ErrorCode
+
+
+def error_code_choices() -> list[tuple[str, str]]:
+    """Every error code with its meaning (SPECTACULAR_SETTINGS names this set ErrorCodeEnum)."""
+    return [(code.value, code.meaning) for code in ErrorCode]
+
+
 ERROR = inline_serializer("Error", {
-    "code": serializers.CharField(help_text="e.g. FILE_NOT_FOUND, PERMISSION_DENIED"),
-    "message": serializers.CharField(),
+    "code": serializers.ChoiceField(choices=error_code_choices(),
+                                    help_text="what went wrong, for programs"),
+    "message": serializers.CharField(help_text="what went wrong, for people"),
 })
 
 

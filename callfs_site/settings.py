@@ -125,4 +125,5 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "AUTHENTICATION_WHITELIST": ["accounts.authentication.BearerAuthentication"],
     "PREPROCESSING_HOOKS": ["callfs_site.schema.hide_aliases"],
+    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "callfs_site.schema.error_code_choices"},
 }

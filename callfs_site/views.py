@@ -30,12 +30,13 @@ class CallFSView(APIView):
     handler adds Allow to a 405, where it belongs.
 
     Methods in `lean_methods` skip DRF's request wrapper, content negotiation and permission
-    objects (a fast path, callfs_site.fastpaths; measured in BENCHMARKS.md): they authenticate
-    with the same classes (and, like IsAuthenticated, refuse anonymous requests) and fail
-    through the same exception handler. Their handlers get Django's request, so they use only
-    what both kinds have (`headers`, `user`, `META`, the body stream), never `query_params` or
-    `data`. A view with lean methods may not set other permissions or any throttles: the lean
-    path would skip them, so `as_view()` refuses such a view."""
+    objects, a noticeable part of a small download's time (a fast path, callfs_site.fastpaths;
+    measured: BENCHMARKS.md): they authenticate with the same classes (and, like
+    IsAuthenticated, refuse anonymous requests) and fail through the same exception handler.
+    Their handlers get Django's request, so they use only what both kinds have (`headers`,
+    `user`, `META`, the body stream), never `query_params` or `data`. A view with lean methods
+    may not set other permissions or any throttles: the lean path would skip them, so
+    `as_view()` refuses such a view."""
 
     lean_methods: frozenset[str] = frozenset()
 
@@ -89,8 +90,8 @@ def _release_render_context(response) -> None:
     """Once a DRF Response is rendered, drop what rendering needed. Its renderer_context holds
     the view, the request and the response itself, and the view holds the response: a cycle,
     so the data and the rendered body waited for Python's cyclic collector, which rarely runs
-    on long-lived objects. A 10,000-entry listing left ~6 MB behind each time (a worker grew
-    by 150 MB over 24 listings)."""
+    on long-lived objects. Every large listing left its entries and body behind, and a worker
+    grew with each one (measured: BENCHMARKS.md, seventh session)."""
     view = (response.renderer_context or {}).get("view")
     if view is not None and getattr(view, "response", None) is response:
         view.response = None

@@ -17,8 +17,8 @@ them (BENCHMARKS.md, "Slow clients"). What gunicorn and gevent do not provide is
   in the same send() as its head.
 
 - **Request bodies without copies**: a large read of a body is received into its own buffers
-  (DirectReadUnreader), not through gunicorn's read-ahead, which copied each upload about five
-  times and halved the rate at which a worker takes in a large upload.
+  (DirectReadUnreader), not through gunicorn's read-ahead, which copied each upload several
+  times over and slowed the rate at which a worker takes in a large upload (BENCHMARKS.md).
 
 These reach gunicorn through the one place it builds HTTP/1 responses for this worker
 (`base_async.wsgi.create`), its one error writer (`util.write_error`) and the one name its
@@ -101,8 +101,9 @@ class GeventWorker(ggevent.GeventWorker):
     def _fair(self, listener_name, req, sock, addr):
         """gunicorn's handle_request, then a turn for the other connections: a keep-alive client
         whose next request is already here would otherwise be served again at once, and under
-        load some connections waited 100-250 ms while others got 0.8 ms (wrk's p90 and p99;
-        with the yield: 8 ms and 12 ms, for ~4% fewer requests)."""
+        load some connections waited many times longer than others. The yield costs a little
+        throughput for that (measured: BENCHMARKS.md, "Where the small-request gap comes
+        from")."""
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
@@ -126,9 +127,9 @@ class GeventWorker(ggevent.GeventWorker):
 class DirectReadUnreader(SocketUnreader):
     """gunicorn's socket reader, except a large read (a piece of a request body) is received
     straight into buffers of its own and handed out whole. gunicorn's reads up to 1 MiB past
-    what is asked into a BytesIO and slices, copying each upload about five times: a body read
-    in 1 MiB pieces arrived at 566 MB/s through it and at ~1,000 MB/s through this
-    (BENCHMARKS.md, "Slow clients")."""
+    what is asked into a BytesIO and slices, copying each upload several times over: a large
+    body arrives much faster through this reader (measured: BENCHMARKS.md, "Measured along the
+    way")."""
 
     def read(self, size=None, read_ahead=None):
         if size is None or size < DIRECT_READ_BYTES:
@@ -152,7 +153,8 @@ class PackedResponse(wsgi.Response):
     """gunicorn's HTTP/1 response, sent with fewer syscalls and fuller TCP segments:
 
     - a small body that comes whole goes out in the same send() as the head: gunicorn sends
-      the head, then the body, two segments on the wire (7% of a small GET's CPU, measured);
+      the head, then the body, two segments on the wire and more CPU for every small GET
+      (measured: BENCHMARKS.md);
     - a file goes out with os.sendfile() (zero-copy), corked: head and file leave in
       full-sized segments, the last one when the file is done (BENCHMARKS.md).
     """
@@ -231,25 +233,23 @@ class _PackedResponseWsgi:
                            response_args=response_args)
 
 
-# The API's error codes for the requests gunicorn refuses before the application sees them (the
-# values of callfs_site.errors' InvalidRequest and PermissionDenied, checked by a test).
-REFUSAL_CODES = {
-    400: "INVALID_REQUEST", 403: "PERMISSION_DENIED", 414: "URI_TOO_LONG",
-    417: "EXPECTATION_FAILED", 431: "HEADERS_TOO_LARGE", 501: "NOT_IMPLEMENTED",
-}
-
-
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's `util.write_error` in the API's error shape, `{"code", "message"}`; a 500's
     text is the API's fixed one (it never shows internals)."""
-    from callfs_site.errors import CallFSError, InvalidRequest, render_error
+    # Here, not at the top: callfs_site.errors imports Django (see the note on imports above).
+    from callfs_site.errors import CallFSError, ErrorCode, render_error
 
-    if status_int in REFUSAL_CODES:
-        body = render_error(REFUSAL_CODES[status_int], mesg or reason)
+    refusals = {  # the requests gunicorn refuses before the application sees them
+        400: ErrorCode.INVALID_REQUEST, 403: ErrorCode.PERMISSION_DENIED,
+        414: ErrorCode.URI_TOO_LONG, 417: ErrorCode.EXPECTATION_FAILED,
+        431: ErrorCode.HEADERS_TOO_LARGE, 501: ErrorCode.NOT_IMPLEMENTED,
+    }
+    if status_int in refusals:
+        body = render_error(refusals[status_int], mesg or reason)
     elif status_int < 500:
-        body = render_error(InvalidRequest.default_code, mesg or reason)
+        body = render_error(ErrorCode.INVALID_REQUEST, mesg or reason)
     else:
-        body = render_error(CallFSError.default_code, CallFSError.default_detail)
+        body = render_error(ErrorCode.INTERNAL_ERROR, CallFSError.default_detail)
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)

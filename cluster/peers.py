@@ -15,6 +15,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from callfs_site.errors import ErrorCode
 from callfs_site.logs import request_id
 from callfs_site.metrics import PEER_FAILURES, PEER_REQUESTS, series
 from cluster import signing
@@ -93,3 +94,12 @@ def request(node_id: str, method: str, path: str, *, headers: dict[str, str] | N
         series(PEER_FAILURES, node_id).inc()
         raise PeerUnavailable(f"node {node_id!r} is unreachable: {exc.__class__.__name__}"
                               ) from exc
+
+
+def error_code(response: requests.Response) -> ErrorCode | None:
+    """The `code` of a peer's error answer, read from its JSON body (never searched for in the
+    text, where a message could mention any code); None if it carries no code we know."""
+    try:
+        return ErrorCode(response.json()["code"])
+    except (ValueError, KeyError, TypeError):  # not JSON (a proxy's page), no code, or unknown
+        return None

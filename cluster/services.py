@@ -49,7 +49,8 @@ def remove_node(node_id: str) -> None:
 
 
 def start_heartbeat(node_id: str, url: str) -> threading.Thread:
-    """Register now and keep heartbeating from a daemon thread (run in the gunicorn master)."""
+    """Register now and keep heartbeating from a daemon thread. Each gunicorn worker starts one
+    (gunicorn.conf.py's post_worker_init), a greenlet there; the master runs none."""
     stop = threading.Event()
 
     def beat() -> None:

@@ -11,8 +11,6 @@ sticky bit on the parent the user must own the entry or the parent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from filesystem.exceptions import PermissionDenied
@@ -59,12 +57,6 @@ def allows(user: User, inode: Inode, wanted: int) -> bool:
 def _require(user: User, inode: Inode, wanted: int) -> None:
     if not user.is_authenticated or not allows(user, inode, wanted):
         raise PermissionDenied()
-
-
-def require_traverse(user: User, ancestors: Iterable[Inode]) -> None:
-    """`x` on every directory on the way to an entry."""
-    for directory in ancestors:
-        require_traverse_raw(user, directory.owner_id, directory.group_id, directory.mode)
 
 
 def require_traverse_raw(user: User, owner_id: int, group_id: int | None, mode: int) -> None:

@@ -103,7 +103,7 @@ def test_metrics_after_requests(auth_client):
 
 
 def test_database_metrics_are_opt_in():
-    """django-prometheus's query counting costs a fifth of a small request: CALLFS_DB_METRICS."""
+    """django-prometheus's query counting is costly (BENCHMARKS.md): CALLFS_DB_METRICS."""
     assert load_config({}).database["ENGINE"] == "callfs_site.sqlite"
     assert load_config({"CALLFS_DB_METRICS": "1"}).database["ENGINE"] == \
         "callfs_site.sqlite.metrics"

@@ -119,7 +119,7 @@ def test_each_write_commit_flushes_the_wal_after_releasing_the_lock(open_connect
     def record(path, flags=0):
         flushed.append((path, connection._writing))
 
-    monkeypatch.setattr(sqlite_backend, "_fsync", record)
+    monkeypatch.setattr(sqlite_backend, "fsync_path", record)
     write(connection, "durable")
     assert flushed == [(f"{connection.settings_dict['NAME']}-wal", False)]
     flushed.clear()
@@ -133,7 +133,7 @@ def test_a_write_outside_a_transaction_is_flushed_before_it_returns(open_connect
     connection = open_connection()
     count(connection)
     flushed = []
-    monkeypatch.setattr(sqlite_backend, "_fsync", lambda path, flags=0: flushed.append(path))
+    monkeypatch.setattr(sqlite_backend, "fsync_path", lambda path, flags=0: flushed.append(path))
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM item")
         assert flushed == []  # reads flush nothing
@@ -161,7 +161,7 @@ def test_a_failed_wal_flush_stops_the_process_instead_of_answering(open_connecti
     def failing_fsync(path, flags=0):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(sqlite_backend, "_fsync", failing_fsync)
+    monkeypatch.setattr(sqlite_backend, "fsync_path", failing_fsync)
     monkeypatch.setattr(sqlite_backend, "_stop_process", lambda: stopped.append(True))
     write(connection, "on a failing disk")
     assert stopped == [True]

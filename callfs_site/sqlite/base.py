@@ -2,14 +2,16 @@
 
 Django's SQLite backend, changed where concurrent small uploads measured it (BENCHMARKS.md):
 
-* **Writers queue on a lock file.** SQLite admits one writer and makes the others wait in its
-  busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
+* **Writers take turns on a lock file.** SQLite admits one writer and makes the others wait in
+  its busy handler, which polls with sleeps of 1, 2, 5 ... 100 ms: the write lock sat free while
   every waiter slept. A write transaction (`BEGIN IMMEDIATE`, see callfs_site.config) first
-  takes an flock on `<database>.writers`, which passes to the next writer within 0.1-1 ms of a
-  commit or rollback. Each connection (Django keeps one per thread) has its own descriptor, so
-  threads exclude each other as well as processes.
+  takes an flock on `<database>.writers`, polled every 0.1 ms, backing off to 1 ms
+  (callfs_site.files.flock_within), so a waiting writer takes it soon after a commit or
+  rollback. There is no queue: whichever waiter polls first goes next. Each connection (Django
+  keeps one per thread) has its own descriptor, so threads exclude each other as well as
+  processes.
 * **The commit is flushed after the lock is released.** `synchronous=FULL` would fsync the WAL
-  inside the write lock, one commit at a time: that flush capped uploads at ~750/s. The
+  inside the write lock, one commit at a time: that flush capped the rate of uploads. The
   connection runs with `synchronous=NORMAL` (appends to the WAL without flushing) and every
   committed write transaction then fsyncs the WAL itself before returning, outside the lock, so
   commits that land meanwhile share one flush. A commit is thus durable before its caller
@@ -21,22 +23,21 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
   like a commit.
 * **Placeholders are converted once per statement text.** Django rewrites every query's `%s`
   to SQLite's `?` with a regular expression, on every execution; the same few statements run
-  for every request, so their converted text is kept (9 µs per query, in process).
+  for every request, so their converted text is kept.
 * **Connections are pooled per process.** Under the gevent worker every client connection is a
-  thread of its own to Django, and an SQLite connection costs ~150 KiB (its schema, page cache
-  and registered functions) that the allocator keeps after it closes: 356 clients at once grew a
-  worker by 73 MiB. A request borrows one of at most POOL_SIZE open connections (waiting for
-  one when all are out) and gives it back when it ends, or before a body moves
+  thread of its own to Django, and an SQLite connection holds memory (its schema, page cache
+  and registered functions) that the allocator keeps after it closes: a worker grew with every
+  client it served at once. A request borrows one of at most POOL_SIZE open connections
+  (waiting for one when all are out) and gives it back when it ends, or before a body moves
   (callfs_site.db); borrowing skips the open, the PRAGMAs and the function registrations.
 * **Checkpoints run outside the lock too.** SQLite's automatic checkpoint runs inside the commit
   that crosses 1,000 pages, i.e. while that writer holds the lock, and every other writer waited
-  for it (the 300 ms p99 of small uploads). It is off; instead, after a commit, a passive
+  for it (the slowest small uploads were those). It is off; instead, after a commit, a passive
   checkpoint runs at most once a second per process, when the lock is already free.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import functools
 import logging
@@ -48,8 +49,8 @@ from django.db.backends.sqlite3 import base
 from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
 
-from callfs_site import offload
 from callfs_site.db import LockWaitTimeout
+from callfs_site.files import flock_within, fsync_directory, fsync_path
 
 logger = logging.getLogger(__name__)
 
@@ -123,14 +124,6 @@ POOL = ConnectionPool(POOL_SIZE)
 def _stop_process() -> None:
     logging.shutdown()
     os._exit(70)  # EX_SOFTWARE; no exception: nothing may clean up as if the commit had failed
-
-
-def _fsync(path: str, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        offload.run(os.fsync, fd)  # off the gevent worker's loop: other requests go on
-    finally:
-        os.close(fd)
 
 
 class DurableCursor(base.SQLiteCursorWrapper):
@@ -214,8 +207,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if not self.is_in_memory_db():
             # The WAL file may have just been created: make its directory entry durable too
             # (SQLite's FULL mode syncs the directory once for the same reason).
-            _fsync(os.path.dirname(os.path.abspath(self.settings_dict["NAME"])),
-                   os.O_RDONLY | os.O_DIRECTORY)
+            fsync_directory(os.path.dirname(os.path.abspath(self.settings_dict["NAME"])))
         return connection
 
     def _take_writer_lock(self) -> None:
@@ -226,19 +218,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
                                       os.O_RDWR | os.O_CREAT, 0o600)
         # As long as SQLite's own busy timeout: CALLFS_LOCK_TIMEOUT (callfs_site.config).
         wait = self.settings_dict["OPTIONS"].get("timeout", WAIT_SECONDS)
-        deadline = time.monotonic() + wait
-        pause = _POLL_FIRST
-        while True:
-            try:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() > deadline:
-                raise LockWaitTimeout(f"database is locked (no turn to write within {wait} s)")
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
+        if not flock_within(self._writer_fd, time.monotonic() + wait, _POLL_FIRST, _POLL_MAX):
+            raise LockWaitTimeout(f"database is locked (no turn to write within {wait} s)")
         self._writing = True
 
     def _release_writer_lock(self) -> None:
@@ -279,7 +260,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.is_in_memory_db():
             return
         try:
-            _fsync(f"{self.settings_dict['NAME']}-wal")
+            fsync_path(f"{self.settings_dict['NAME']}-wal")
         except FileNotFoundError:
             pass  # not in WAL mode: SQLite synced the commit itself
         except OSError as exc:

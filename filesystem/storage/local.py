@@ -2,8 +2,7 @@
 
 One level of 256 directories: they all exist after the first few hundred uploads, so an upload
 creates no directory (two levels, 65,536 leaves, made nearly every upload of a young store create
-one, and a new directory needs its parent fsynced too). ext4 indexes large directories. Blobs
-written under the earlier layout, `blobs/ab/cd/<key>`, are still found there.
+one, and a new directory needs its parent fsynced too). ext4 indexes large directories.
 
 Upload slots: a new name survives a crash only once its directory is fsynced, a second fsync per
 upload after the file's own. So each process creates empty blob files ahead, SLOT_BATCH at a time
@@ -24,12 +23,12 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
 
 from callfs_site import offload
+from callfs_site.files import fsync_directory
 from filesystem.storage.base import (
     BlobReader,
     ChecksumMismatchError,
@@ -41,7 +40,6 @@ WRITEBACK_BYTES = 16 * 1024 * 1024
 PIPELINE_AFTER = 4 * 1024 * 1024
 SLOT_BATCH = 64  # upload slots made at once, sharing one directory fsync
 SLOT_LIFETIME = 3600.0  # seconds a process keeps an unused slot
-T = TypeVar("T")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -165,26 +163,17 @@ class LocalStorage(StorageBackend):
     def _file_name(self, key: str) -> str:
         if len(key) < 5 or not key.isalnum():
             raise FileNotFoundError(key)
-        # A string join: pathlib's cost a tenth of a small download.
+        # A string join: pathlib's was a noticeable part of a small download (BENCHMARKS.md).
         return f"{self._blobs}/{key[:2]}/{key}"
 
     def _path(self, key: str) -> Path:
         return Path(self._file_name(key))
 
-    def _on_blob(self, key: str, action: Callable[[str], T]) -> T:
-        """`action(path of the blob)`; a blob of the two-level layout is tried at its old path
-        (only after a miss, so current blobs cost nothing extra)."""
-        name = self._file_name(key)
-        try:
-            return action(name)
-        except FileNotFoundError:
-            return action(f"{self._blobs}/{key[:2]}/{key[2:4]}/{key}")
-
     def open(self, key: str, start: int = 0, length: int | None = None) -> LocalFileReader:
-        return self._on_blob(key, lambda name: LocalFileReader(name, start, length))
+        return LocalFileReader(self._file_name(key), start, length)
 
     def read(self, key: str, start: int, length: int) -> bytes:
-        return self._on_blob(key, lambda name: _pread(name, start, length))
+        return _pread(self._file_name(key), start, length)
 
     def new_upload_key(self) -> str:
         """The key of an upload slot: an empty blob file whose name is already on disk."""
@@ -223,7 +212,7 @@ class LocalStorage(StorageBackend):
         keys = [prefix + secrets.token_hex(15) for _ in range(SLOT_BATCH)]  # as long as a uuid4
         for key in keys:
             os.close(os.open(f"{directory}/{key}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        _fsync_directory(directory)
+        fsync_directory(directory)
         return [(key, made) for key in keys]
 
     def write(self, key: str, chunks: Iterable[bytes], expected_sha256: str | None = None
@@ -273,7 +262,7 @@ class LocalStorage(StorageBackend):
             except FileNotFoundError:
                 self._make_directory(target.parent)
                 os.replace(tmp_name, target)
-            _fsync_directory(target.parent)  # the rename itself must survive a crash
+            fsync_directory(target.parent)  # the rename itself must survive a crash
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -291,25 +280,21 @@ class LocalStorage(StorageBackend):
 
     def delete(self, key: str) -> None:
         try:
-            self._on_blob(key, os.unlink)
+            os.unlink(self._file_name(key))
         except FileNotFoundError:
             pass
 
     def copy(self, source_key: str, target_key: str) -> None:
-        target = self._path(target_key)
+        source, target = self._file_name(source_key), self._path(target_key)
         self._make_directory(target.parent)
-
-        def duplicate(source: str) -> None:
-            try:
-                # Blobs are immutable (an overwrite writes a new key): a hard link is a copy.
-                os.link(source, target)
-            except OSError as exc:
-                if isinstance(exc, FileNotFoundError):
-                    raise
-                shutil.copyfile(source, target)
-
-        self._on_blob(source_key, duplicate)
-        _fsync_directory(target.parent)
+        try:
+            # Blobs are immutable (an overwrite writes a new key): a hard link is a copy.
+            os.link(source, target)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            shutil.copyfile(source, target)
+        fsync_directory(target.parent)
 
     def _make_directory(self, directory: Path) -> None:
         """A blob directory (and any missing parent), durably: each new entry is fsynced into
@@ -321,13 +306,13 @@ class LocalStorage(StorageBackend):
             directory.mkdir()
         except FileExistsError:
             pass  # another upload is making it: its entry may not be synced yet either
-        _fsync_directory(directory.parent)
+        fsync_directory(directory.parent)
 
     def size(self, key: str) -> int:
-        return self._on_blob(key, os.stat).st_size
+        return os.stat(self._file_name(key)).st_size
 
     def modified_at(self, key: str) -> float:
-        return self._on_blob(key, os.stat).st_mtime
+        return os.stat(self._file_name(key)).st_mtime
 
     def stale_temp_files(self, older_than: float) -> list[Path]:
         """Upload temp files left by a crash (a live upload touches its file continuously)."""
@@ -340,11 +325,7 @@ class LocalStorage(StorageBackend):
         if not self.blobs.is_dir():
             return
         for directory in sorted(self.blobs.iterdir()):
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-                if entry.is_dir():  # blobs/ab/cd/ of the two-level layout
-                    yield from sorted(os.listdir(entry.path))
-                else:
-                    yield entry.name
+            yield from sorted(os.listdir(directory))
 
     def check(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -385,13 +366,5 @@ def _pread(name: str, start: int, length: int) -> bytes:
             remaining -= len(chunk)
             start += len(chunk)
         return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        offload.run(os.fsync, fd)
     finally:
         os.close(fd)

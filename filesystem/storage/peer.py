@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import requests
 
+from callfs_site.errors import ErrorCode
 from cluster import peers
 from filesystem.storage.base import (
     BackendUnavailable,
@@ -89,7 +90,7 @@ class PeerStorage(StorageBackend):
         # sha256 is signed and enforced by the peer; otherwise the peer checks a signed trailer.
         response = self._request("PUT", key, body=chunks, body_sha256=expected_sha256,
                                  headers={"Content-Type": "application/octet-stream"})
-        if response.status_code == 400 and "CHECKSUM_MISMATCH" in response.text:
+        if peers.error_code(response) is ErrorCode.CHECKSUM_MISMATCH:
             raise ChecksumMismatchError(key)
         if response.status_code != 201:
             raise self._failed(response, "a write")

@@ -61,6 +61,12 @@ def node(owner, mode: int, *, kind: str = InodeType.FILE, group=None, name: str 
     return Inode(owner=owner, group=group, mode=mode, type=kind, name=name, path=f"/{name}")
 
 
+def traverse(user, *directories: Inode) -> None:
+    """The check path resolution makes on each directory it passes through (services.lookup)."""
+    for directory in directories:
+        access.require_traverse_raw(user, directory.owner_id, directory.group_id, directory.mode)
+
+
 def allowed(call) -> bool:
     """Run an access check: True if it passes, False if it raises PermissionDenied."""
     try:
@@ -81,8 +87,7 @@ def _op_list_dir(c, user, mode):
 
 
 def _op_traverse(c, user, mode):
-    return access.require_traverse(
-        user, [node(c.alice, mode, group=c.team, kind=InodeType.DIRECTORY)])
+    return traverse(user, node(c.alice, mode, group=c.team, kind=InodeType.DIRECTORY))
 
 
 def _op_descend(c, user, mode):
@@ -193,7 +198,7 @@ def test_permission_bits(cast, who, group, mode, expected):
 def test_traverse_needs_x_on_every_ancestor(cast, chain, expected):
     directories = [node(cast.alice, mode, group=cast.team, kind=InodeType.DIRECTORY,
                         name=f"d{i}") for i, mode in enumerate(chain)]
-    assert allowed(lambda: access.require_traverse(cast.carol, directories)) is expected
+    assert allowed(lambda: traverse(cast.carol, *directories)) is expected
 
 
 # --- sticky bit ---------------------------------------------------------------------------------
@@ -278,7 +283,7 @@ def _every_check(c, user):
     return [
         lambda: access.require_read(user, closed_file),
         lambda: access.require_read(user, closed_dir),
-        lambda: access.require_traverse(user, [closed_dir, sticky]),
+        lambda: traverse(user, closed_dir, sticky),
         lambda: access.can_descend(user, closed_dir),
         lambda: access.require_write(user, closed_file),
         lambda: access.require_create_in(user, closed_dir),
@@ -320,6 +325,6 @@ def test_anonymous_is_denied_even_on_0777(cast, check):
         "read": lambda: access.require_read(cast.anonymous, open_file),
         "write": lambda: access.require_write(cast.anonymous, open_file),
         "create": lambda: access.require_create_in(cast.anonymous, open_dir),
-        "traverse": lambda: access.require_traverse(cast.anonymous, [open_dir]),
+        "traverse": lambda: traverse(cast.anonymous, open_dir),
     }[check]
     assert not allowed(call)

@@ -192,29 +192,6 @@ def test_a_small_read_of_a_missing_blob_is_file_not_found(local):
         local.read(local.new_key(), 0, 10)
 
 
-def test_blobs_of_the_two_level_layout_are_still_found(local, storage_root):
-    """Blobs written as blobs/ab/cd/<key> (before the one-level layout) stay readable."""
-    key = local.new_key()
-    legacy = storage_root / "blobs" / key[:2] / key[2:4] / key
-    legacy.parent.mkdir(parents=True)
-    legacy.write_bytes(b"written long ago")
-    current = local.new_key()
-    local.write(current, [b"new"])
-    with local.open(key, 8) as reader:
-        assert reader.read() == b"long ago"
-    assert local.read(key, 0, 7) == b"written"
-    assert local.size(key) == 16
-    assert local.modified_at(key) == legacy.stat().st_mtime
-    assert set(local.keys()) == {key, current}
-    copy = local.new_key()
-    local.copy(key, copy)
-    assert local.read(copy, 0, 100) == b"written long ago"
-    local.delete(key)
-    assert not legacy.exists()
-    with pytest.raises(FileNotFoundError):
-        local.read(key, 0, 1)
-
-
 # --- upload slots: empty blob files made ahead, so an upload fsyncs only its own file ----------
 
 @pytest.fixture
