@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from django.conf import settings
+
 # The releases (major.minor) whose internals the shortcuts use.
 WRITTEN_AGAINST = {"Django": "5.2", "djangorestframework": "3.18", "gunicorn": "27.0"}
 
 
 def enabled() -> bool:
     """Are the shortcuts on (not stock mode)? Read per call, so tests may switch it."""
-    from django.conf import settings
-
     return not settings.CALLFS.stock
 
 
