@@ -52,6 +52,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The admin index's totals: from every app, so not an app's templatetags.
+            "libraries": {"callfs_dashboard": "callfs_site.dashboard"},
         },
     },
 ]
