@@ -21,8 +21,8 @@ from django.test import override_settings
 from callfs_site import metrics
 from callfs_site.config import load_config
 from callfs_site.errors import LockTimeout
+from callfs_site.locks import distributed_lock
 from callfs_site.metrics import exposition
-from cluster.locks import distributed_lock
 from tests.helpers import assert_error
 from tests.servers import PROJECT
 

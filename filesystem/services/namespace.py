@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from callfs_site.errors import LockTimeout
+from callfs_site.locks import distributed_lock
 from callfs_site.metrics import record_file_operation
-from cluster.locks import distributed_lock
 from cluster.models import Node
 from filesystem import access, paths
 from filesystem.access import User
