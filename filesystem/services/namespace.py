@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from callfs_site import offload
 from callfs_site.errors import LockTimeout
 from callfs_site.locks import distributed_lock
 from callfs_site.metrics import record_file_operation
@@ -35,6 +36,7 @@ from filesystem.services.blobs import (
     _placement,
     _require_reachable,
     _transfer,
+    discard_all_after_commit,
 )
 from filesystem.services.common import Precondition, _this_node
 from filesystem.services.create import _locked_parent, _locked_walk
@@ -107,6 +109,7 @@ def _subtree(directory: Inode) -> list[list[SubtreeRow]]:
             for query in (children.filter(type=InodeType.DIRECTORY).select_for_update(),
                           children.exclude(type=InodeType.DIRECTORY)):
                 level += map(SubtreeRow._make, query.values_list(*SubtreeRow._fields))
+                offload.take_turns()
         if not level:
             break
         levels.append(level)
@@ -150,12 +153,13 @@ def delete(user: User, path: str, *, recursive: bool = False,
                  if entry.type == InodeType.FILE]
         for node_id in {entry.node_id for entry in files} - {_this_node()}:
             _require_reachable(next(entry for entry in files if entry.node_id == node_id))
-        for entry in files:
-            _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
+        discard_all_after_commit([(entry.backend, entry.blob_key, entry.node_id)
+                                  for entry in files])
         # Deepest first: a directory row goes only after its children (the FK protects it).
         for level in reversed([[current.pk], *([entry.pk for entry in level] for level in levels)]):
             for start in range(0, len(level), IDS_PER_QUERY):
                 Inode.objects.filter(pk__in=level[start:start + IDS_PER_QUERY]).only("pk").delete()
+                offload.take_turns()
     record_file_operation("delete", inode.backend)
 
 
@@ -227,6 +231,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
             for start in range(0, len(descendants), IDS_PER_QUERY):
                 Inode.objects.filter(pk__in=descendants[start:start + IDS_PER_QUERY]) \
                     .rebase(old_path, destination)
+                offload.take_turns()
     record_file_operation("move", inode.backend)
     return resolve(destination) or current
 
