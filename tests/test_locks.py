@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from functools import partial
 
 import pytest
-from django.test import override_settings
 
 from callfs_site.errors import LockTimeout, ServiceUnavailable
 from callfs_site.locks import distributed_lock
 from tests.helpers import assert_error, run_in_threads, upload
-
-REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache",
-               "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1,
-                           "SOCKET_TIMEOUT": 2}}
-
-
-@pytest.fixture(params=["file", "redis"])
-def lock_backend(request, settings):
-    """Run a test with host-local file locks, then with Redis locks (REDIS_URL required)."""
-    if request.param == "redis":
-        url = os.environ.get("CALLFS_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
-        if not url:
-            pytest.skip("REDIS_URL is not set (make test starts Redis)")
-        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=url)
-        with override_settings(CACHES={"default": {**REDIS_CACHE, "LOCATION": url},
-                                       "locks": {**REDIS_CACHE, "LOCATION": url,
-                                                 "KEY_PREFIX": f"t{os.getpid()}"}}):
-            yield "redis"
-    else:
-        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=None)
-        yield "file"
 
 
 def _hold(name: str, acquired: threading.Event, release: threading.Event) -> threading.Thread:
