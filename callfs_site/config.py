@@ -69,6 +69,7 @@ class Config:
     bind: str = "127.0.0.1:8000"
     metrics_bind: str | None = None  # host:port serving only /metrics (no key) and /health
     secret_key_file: Path | None = None  # where secret_key was read, when not from the env
+    s3_prefix: str = "callfs/"  # where in the bucket: deployments may share one bucket
     stock: bool = False  # CALLFS_STOCK: the plain code instead of the shortcuts (fastpaths)
 
     def production_warnings(self) -> list[str]:
@@ -415,6 +416,10 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
     s3_bucket = env.str("CALLFS_S3_BUCKET", default="") or None
     if default_backend == "s3" and not s3_bucket:
         raise _fail("CALLFS_S3_BUCKET", "must be set when CALLFS_DEFAULT_BACKEND=s3")
+    s3_prefix = env.str("CALLFS_S3_PREFIX", default="callfs/")
+    if not re.fullmatch(r"((?!\.\.?/)[A-Za-z0-9._-]+/)*", s3_prefix) or len(s3_prefix) > 512:
+        raise _fail("CALLFS_S3_PREFIX", f"{s3_prefix!r} must be empty or segments of letters, "
+                    "digits, '.', '_' or '-', each ending in '/' (such as callfs/)")
 
     umask_raw = env.str("CALLFS_UMASK", default="022")
     if not re.fullmatch(r"0?[0-7]{1,3}", umask_raw):
@@ -459,6 +464,7 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         s3_region=env.str("CALLFS_S3_REGION", default="") or None,
         s3_access_key=env.str("CALLFS_S3_ACCESS_KEY", default="") or None,
         s3_secret_key=env.str("CALLFS_S3_SECRET_KEY", default="") or None,
+        s3_prefix=s3_prefix,
         node_id=node_id,
         node_url=_url(env, "CALLFS_NODE_URL", "http://127.0.0.1:8000", ("http", "https")) or "",
         internal_secret=internal_secret,

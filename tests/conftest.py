@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 
 import pytest
 from django.conf import settings as django_settings
@@ -38,9 +39,11 @@ def _fresh_authentications():
 
 @pytest.fixture(autouse=True)
 def storage_root(tmp_path, settings):
-    """Every test gets its own data directory (blobs, temp files, lock files)."""
+    """Every test gets its own data directory (blobs, temp files, lock files) and its own place
+    in the S3 bucket, which other test runs may share."""
     root = tmp_path / "data"
-    settings.CALLFS = dataclasses.replace(django_settings.CALLFS, data_dir=root)
+    settings.CALLFS = dataclasses.replace(django_settings.CALLFS, data_dir=root,
+                                          s3_prefix=f"test-{uuid.uuid4().hex}/")
     return root
 
 

@@ -125,6 +125,9 @@ def test_database_metrics_are_opt_in():
     ("CALLFS_UMASK", "999", "CALLFS_UMASK"),
     ("CALLFS_MAX_UPLOAD_BYTES", "lots", "CALLFS_MAX_UPLOAD_BYTES"),
     ("CALLFS_NODE_ID", "bad id!", "CALLFS_NODE_ID"),
+    ("CALLFS_S3_PREFIX", "callfs", "CALLFS_S3_PREFIX"),
+    ("CALLFS_S3_PREFIX", "/callfs/", "CALLFS_S3_PREFIX"),
+    ("CALLFS_S3_PREFIX", "a/../", "CALLFS_S3_PREFIX"),
 ])
 def test_a_bad_setting_is_named_in_one_line(variable, value, named):
     with pytest.raises(ImproperlyConfigured) as error:

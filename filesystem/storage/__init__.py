@@ -52,7 +52,7 @@ def get_backend(name: str) -> StorageBackend:
 
         backend = S3Backend(bucket=config.s3_bucket, endpoint_url=config.s3_endpoint_url,
                             region=config.s3_region, access_key=config.s3_access_key,
-                            secret_key=config.s3_secret_key)
+                            secret_key=config.s3_secret_key, prefix=config.s3_prefix)
     else:
         raise UnknownBackend(name)
     _instances[name] = (config, backend)

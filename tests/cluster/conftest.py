@@ -84,6 +84,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "CALLFS_INTERNAL_SECRET": secret, "CALLFS_LINK_SECRET": secrets.token_urlsafe(24),
         "DJANGO_SECRET_KEY": "cluster-test-secret-key-0123456789",
         "CALLFS_WORKERS": "2", "CALLFS_LOG_LEVEL": "warning",
+        "CALLFS_S3_PREFIX": f"test-cluster-{secrets.token_hex(8)}/",  # others may share the bucket
     })
     manage(common, "migrate", "--noinput")
     nodes = []

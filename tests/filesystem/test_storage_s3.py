@@ -92,6 +92,19 @@ def test_write_read_range_copy_delete(s3):
     s3.delete(copy)
 
 
+def test_deployments_sharing_a_bucket_see_only_their_prefix(s3, settings):
+    """CALLFS_S3_PREFIX: fsck of one deployment never takes another's objects for orphans."""
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, s3_prefix=f"other-{uuid.uuid4().hex}/")
+    neighbour = get_backend("s3")
+    theirs, ours = neighbour.new_key(), s3.new_key()
+    neighbour.write(theirs, [b"theirs"])
+    s3.write(ours, [b"ours"])
+    assert s3.client.head_object(Bucket=s3.bucket, Key=f"{neighbour.prefix}blobs/{theirs}")
+    assert (set(s3.keys()), set(neighbour.keys())) == ({ours}, {theirs})
+    neighbour.delete(theirs)
+    s3.delete(ours)
+
+
 def test_empty_object(s3):
     key = s3.new_key()
     assert s3.write(key, []).size == 0
