@@ -23,14 +23,24 @@ from filesystem.exceptions import (
 from filesystem.models import Inode, InodeType
 from filesystem.services.blobs import (
     Blob,
-    _committing_blob,
-    _discard_after_commit,
-    _placement,
-    _store,
-    _transfer,
+    committing_blob,
+    copy_blob,
+    discard_after_commit,
+    placement_for,
+    store_blob,
 )
-from filesystem.services.common import Precondition, _new_mode, _this_node
-from filesystem.services.lookup import _check_can_create, _walk, on_current_version, stat
+from filesystem.services.common import Precondition, locks_rows, new_mode, this_node
+from filesystem.services.lookup import on_current_version, require_create_below, stat, walk
+
+__all__ = [
+    "SMALL_UPLOAD",
+    "copy_file",
+    "create_file",
+    "locked_parent",
+    "locked_walk",
+    "make_directory",
+    "write_file",
+]
 
 _RETRIES = 5
 _LOOK_UP = object()
@@ -41,9 +51,9 @@ _LOOK_UP = object()
 SMALL_UPLOAD = 64 * 1024
 
 
-def _locked_parent(user: User, path: str, owner_id: int | None = None,
-                   create_missing: bool = True, *, parent: Inode | None | object = _LOOK_UP
-                   ) -> Inode:
+def locked_parent(user: User, path: str, owner_id: int | None = None,
+                  create_missing: bool = True, *, parent: Inode | None | object = _LOOK_UP
+                  ) -> Inode:
     """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
     missing ancestors created first (owned by `owner_id`, default the user). `parent` is what
     the caller's own locking query found there (None: nothing)."""
@@ -74,9 +84,9 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
             parent = Inode.objects.insert(Inode(
                 parent=parent, name=paths.name_of(missing), path=missing,
                 type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
-                group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+                group_id=parent.group_id, mode=new_mode(InodeType.DIRECTORY),
                 backend=parent.backend if parent.parent_id else settings.CALLFS.default_backend,
-                node_id=_this_node(),
+                node_id=this_node(),
             ))
         return parent
     raise FileAlreadyExists("the directory changed while creating the path, try again")
@@ -85,10 +95,10 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
 def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None | object]:
     """Inside a transaction: (the entry at `path` locked FOR UPDATE or None, its parent
     directory or None, or _LOOK_UP when the parent is not locked yet). With row locks
-    (PostgreSQL) the parent is left to `_locked_parent`, i.e. locked only to create in it, so
+    (PostgreSQL) the parent is left to `locked_parent`, i.e. locked only to create in it, so
     overwrites in one directory do not queue on its row; SQLite locks the whole database at
     BEGIN, so both rows come from one query."""
-    if transaction.get_connection().features.has_select_for_update:
+    if locks_rows():
         return next(iter(Inode.objects.with_names_at([path], for_update=True)), None), _LOOK_UP
     parent_path = paths.parent_of(path)
     found = {i.path: i for i in Inode.objects.with_names_at([path, parent_path])}
@@ -97,7 +107,7 @@ def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None | ob
 
 def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
     """The 409 for a create onto an existing entry; §11.3's object when it lives elsewhere."""
-    if existing.node_id and existing.node_id != _this_node() and existing.backend == "localfs":
+    if existing.node_id and existing.node_id != this_node() and existing.backend == "localfs":
         if existing.is_dir:
             suggestion = ("Directory already exists on another server. Use GET to access it."
                           if wants_directory else
@@ -124,24 +134,24 @@ def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
 
 def make_directory(user: User, path: str) -> tuple[Inode, bool]:
     """mkdir -p: create `path` and missing parents; an existing directory is fine (False)."""
-    existing, nearest = _walk(user, path)
+    existing, nearest = walk(user, path)
     if existing is not None:
         if existing.is_dir:
             return existing, False
         raise _conflict(existing, wants_directory=True)
-    _check_can_create(user, nearest)
+    require_create_below(user, nearest)
     with distributed_lock(path), transaction.atomic():
         existing, parent = _locked_entry_and_parent(path)
         if existing is not None:
             if existing.is_dir:
                 return existing, False
             raise _conflict(existing, wants_directory=True)
-        parent = _locked_parent(user, path, parent=parent)
+        parent = locked_parent(user, path, parent=parent)
         access.require_create_in(user, parent)
         inode = _insert_new(Inode(
             parent=parent, name=paths.name_of(path), path=path, type=InodeType.DIRECTORY,
-            owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
-            backend=settings.CALLFS.default_backend, node_id=_this_node(),
+            owner_id=user.pk, group_id=parent.group_id, mode=new_mode(InodeType.DIRECTORY),
+            backend=settings.CALLFS.default_backend, node_id=this_node(),
         ))
     record_file_operation("mkdir", inode.backend)
     return inode, True
@@ -150,20 +160,20 @@ def make_directory(user: User, path: str) -> tuple[Inode, bool]:
 def _check_target(user: User, path: str, *, replace: bool,
                   precondition: Precondition | None) -> Inode | None:
     """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
-    existing, nearest = _walk(user, path)
+    existing, nearest = walk(user, path)
     _check_put(user, path, existing, nearest, replace=replace, precondition=precondition)
     return existing
 
 
 def _check_put(user: User, path: str, existing: Inode | None, nearest: Inode | None, *,
                replace: bool, precondition: Precondition | None) -> None:
-    """May the user put a file at `path`, given what `_walk` found there?"""
+    """May the user put a file at `path`, given what `walk` found there?"""
     if path == paths.ROOT:
         raise IsADirectory("the root is a directory")
     if precondition:
         precondition(existing)
     if existing is None:
-        _check_can_create(user, nearest)
+        require_create_below(user, nearest)
         return
     if not replace:
         access.require_create_in(user, nearest)
@@ -173,13 +183,13 @@ def _check_put(user: User, path: str, existing: Inode | None, nearest: Inode | N
     access.require_write(user, existing)
 
 
-def _locked_walk(user: User, path: str) -> tuple[Inode | None, Inode | None, Inode | None | object]:
-    """Inside a transaction: `_walk` (`x` checked on every ancestor) with the entry locked FOR
+def locked_walk(user: User, path: str) -> tuple[Inode | None, Inode | None, Inode | None | object]:
+    """Inside a transaction: `walk` (`x` checked on every ancestor) with the entry locked FOR
     UPDATE: (the entry or None, the deepest existing ancestor, and the parent as
     `_locked_entry_and_parent` gives it). On SQLite, whose BEGIN locks the whole database, that
     is the walk's one query; with row locks the entry is then locked by a second."""
-    entry, nearest = _walk(user, path)
-    if transaction.get_connection().features.has_select_for_update:
+    entry, nearest = walk(user, path)
+    if locks_rows():
         entry = next(iter(Inode.objects.with_names_at([path], for_update=True)), None)
         return entry, nearest, _LOOK_UP
     is_parent = nearest is not None and nearest.path == paths.parent_of(path)
@@ -196,25 +206,25 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
     """Point `path` at a stored blob: create the file, or (with `replace`) swap its bytes in one
     transaction so readers see the old or the new content, never a mix. Unless `checked`
     (by `_check_target` before the bytes were stored), every check is made here, once."""
-    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
+    with committing_blob(blob), distributed_lock(path), transaction.atomic():
         if checked:
             current, parent = _locked_entry_and_parent(path)
             if precondition:
                 precondition(current)
         else:
-            current, nearest, parent = _locked_walk(user, path)
+            current, nearest, parent = locked_walk(user, path)
             _check_put(user, path, current, nearest, replace=replace, precondition=precondition)
-            if current is not None and _placement(current.backend, current.node_id) != (
+            if current is not None and placement_for(current.backend, current.node_id) != (
                     blob.backend, blob.node_id):
                 raise _StoredElsewhere()
         if current is None:
-            parent = _locked_parent(user, path, parent=parent)
+            parent = locked_parent(user, path, parent=parent)
             access.require_create_in(user, parent)
             now = timezone.now()
             inode = _insert_new(Inode(
                 parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
                 size=blob.size, owner_id=user.pk, group_id=parent.group_id,
-                mode=_new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
+                mode=new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
                 blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now))
             record_file_operation("create", blob.backend)
             return inode, True
@@ -223,7 +233,7 @@ def _commit(user: User, path: str, blob: Blob, *, replace: bool,
         if current.is_dir:
             raise IsADirectory(f"{path} is a directory")
         access.require_write(user, current)
-        _discard_after_commit(current.backend, current.blob_key, current.node_id)
+        discard_after_commit(current.backend, current.blob_key, current.node_id)
         now = timezone.now()
         current.size, current.sha256, current.mtime, current.ctime = \
             blob.size, blob.sha256, now, now
@@ -256,7 +266,7 @@ def _store_small_first(user: User, path: str, chunks: Iterable[bytes], length: i
         return None, chunks
     data = b"".join(chunks)
     try:
-        blob = _store([data], expected_sha256)
+        blob = store_blob([data], expected_sha256)
     except Exception:
         # What the long way would have answered before reading the body comes first (a 403
         # before a checksum mismatch or a failing disk).
@@ -280,7 +290,7 @@ def create_file(user: User, path: str, chunks: Iterable[bytes], *,
     if created is not None:
         return created[0]
     _check_target(user, path, replace=False, precondition=None)
-    return _commit(user, path, _store(chunks, expected_sha256), replace=False,
+    return _commit(user, path, store_blob(chunks, expected_sha256), replace=False,
                    precondition=None)[0]
 
 
@@ -298,8 +308,8 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
     existing = _check_target(user, path, replace=True, precondition=precondition)
     # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
     # PUT to the owner); a new file goes to this node's default backend.
-    placement = _placement(existing.backend, existing.node_id) if existing else _placement()
-    return _commit(user, path, _store(chunks, expected_sha256, placement), replace=True,
+    placement = placement_for(existing.backend, existing.node_id) if existing else placement_for()
+    return _commit(user, path, store_blob(chunks, expected_sha256, placement), replace=True,
                    precondition=precondition)
 
 
@@ -316,7 +326,7 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
     original = look_up()
     _check_target(user, path, replace=replace, precondition=precondition)
     # The source overwritten as its bytes are opened: its new version is copied.
-    blob = on_current_version(look_up, lambda inode: _transfer(inode, _placement()),
+    blob = on_current_version(look_up, lambda inode: copy_blob(inode, placement_for()),
                               first=original)
     record_file_operation("copy", blob.backend)
     return _commit(user, path, blob, replace=replace, precondition=precondition)

@@ -23,7 +23,29 @@ from filesystem.exceptions import (
     NotADirectory,
 )
 from filesystem.models import Inode, InodeRow, InodeType
-from filesystem.services.blobs import BytesReplaced, _backend_call, _home, _missing_bytes
+from filesystem.services.blobs import BytesReplaced, backend_call, missing_bytes, store_of
+
+__all__ = [
+    "DEFAULT_LISTING_DEPTH",
+    "LISTING_PAGE",
+    "LISTING_PENDING",
+    "LISTING_PREFETCH_ROWS",
+    "MAX_LISTING_DEPTH",
+    "READ_ATTEMPTS",
+    "Entry",
+    "Listing",
+    "Position",
+    "list_children",
+    "list_directory",
+    "on_current_version",
+    "open_file",
+    "read_file",
+    "require_create_below",
+    "resolve",
+    "stat",
+    "walk",
+    "walk_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +65,7 @@ def resolve(path: str) -> Inode | None:
     return Inode.objects.with_names().at(path).first()
 
 
-def _walk_rows(user: User, path: str) -> tuple[InodeRow | None, InodeRow | None]:
+def walk_rows(user: User, path: str) -> tuple[InodeRow | None, InodeRow | None]:
     """(the row at `path` or None, the row of its deepest existing ancestor) from one query for
     the entry and all its ancestors, checking `x` on each directory passed through - so a
     directory the user cannot traverse answers 403 and leaks nothing about what lies below it."""
@@ -59,9 +81,9 @@ def _walk_rows(user: User, path: str) -> tuple[InodeRow | None, InodeRow | None]
     return rows.get(path), deepest
 
 
-def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
-    """`_walk_rows` as models: (the entry or None, the deepest existing ancestor or None)."""
-    entry, deepest = _walk_rows(user, path)
+def walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
+    """`walk_rows` as models: (the entry or None, the deepest existing ancestor or None)."""
+    entry, deepest = walk_rows(user, path)
     return Inode.from_row(entry), Inode.from_row(deepest)
 
 
@@ -69,7 +91,7 @@ def stat(user: User, path: str, *, read: bool = False) -> Inode:
     """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing.
     With `read`, also `r` on the entry itself (a file's bytes, a directory's names), so that a
     GET answers 403 before any conditional or Range is weighed against the content."""
-    entry, _ = _walk_rows(user, path)
+    entry, _ = walk_rows(user, path)
     if entry is None:
         raise FileNotFound()
     inode = Inode.from_row(entry)
@@ -78,7 +100,7 @@ def stat(user: User, path: str, *, read: bool = False) -> Inode:
     return inode
 
 
-def _check_can_create(user: User, nearest: Inode | None) -> None:
+def require_create_below(user: User, nearest: Inode | None) -> None:
     """Before reading an upload: may the user create an entry below `nearest`, the deepest
     existing ancestor of the new path (missing directories in between are made by the user)?"""
     if nearest is None:
@@ -454,13 +476,13 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
     """Open a file's bytes for streaming, after every check (nothing can become JSON later).
     BytesReplaced if the inode is no longer current: see `on_current_version`."""
     with _reading(user, inode, "open"):
-        return _home(inode).open(inode.blob_key, start, length)
+        return store_of(inode).open(inode.blob_key, start, length)
 
 
 def read_file(user: User, inode: Inode, start: int, length: int) -> bytes:
     """A small range of a file's bytes at once, after the same checks as open_file."""
     with _reading(user, inode, "read"):
-        data = _home(inode).read(inode.blob_key, start, length)
+        data = store_of(inode).read(inode.blob_key, start, length)
     if len(data) != length:
         raise RuntimeError(f"the blob of {inode.path} is {length - len(data)} bytes shorter "
                            "than recorded")
@@ -473,8 +495,8 @@ def _reading(user: User, inode: Inode, operation: str) -> Iterator[None]:
     if inode.is_dir:
         raise IsADirectory(f"{inode.path} is a directory")
     try:
-        with _backend_call(inode.backend, operation):
+        with backend_call(inode.backend, operation):
             yield
     except FileNotFoundError:
-        raise _missing_bytes(inode) from None
+        raise missing_bytes(inode) from None
     record_file_operation("read", inode.backend)

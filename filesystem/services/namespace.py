@@ -30,16 +30,18 @@ from filesystem.exceptions import (
 from filesystem.models import Inode, InodeType
 from filesystem.services.blobs import (
     Blob,
-    _committing_blob,
-    _discard_after_commit,
-    _placement,
-    _require_reachable,
-    _transfer,
+    committing_blob,
+    copy_blob,
+    discard_after_commit,
+    placement_for,
+    require_reachable,
 )
-from filesystem.services.common import Precondition, _this_node
-from filesystem.services.create import _locked_parent, _locked_walk
-from filesystem.services.lookup import _check_can_create, _walk, resolve
+from filesystem.services.common import Precondition, this_node
+from filesystem.services.create import locked_parent, locked_walk
+from filesystem.services.lookup import require_create_below, resolve, walk
 from filesystem.storage import available_backends
+
+__all__ = ["change_metadata", "delete", "move"]
 
 T = TypeVar("T")
 IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
@@ -56,29 +58,13 @@ def _checked(user: User, path: str, check: Check[T], *, locked: bool = False) ->
     between, another request may have put another user's entry at the path, chowned it or
     chmodded its directory: only what holds under the lock may decide what the verb changes."""
     if locked:
-        entry, nearest, _ = _locked_walk(user, path)
+        entry, nearest, _ = locked_walk(user, path)
     else:
-        entry, nearest = _walk(user, path)
+        entry, nearest = walk(user, path)
     return check(entry, nearest)
 
 
-def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
-    """The descendants of a directory, level by level (children first)."""
-    levels: list[list[Inode]] = []
-    frontier = [directory.pk]
-    while frontier:
-        query = Inode.objects.filter(parent_id__in=frontier)
-        if lock:
-            query = query.select_for_update()
-        level = list(query.order_by("pk"))
-        if not level:
-            break
-        levels.append(level)
-        frontier = [i.pk for i in level if i.is_dir]
-    return levels
-
-
-class SubtreeRow(NamedTuple):
+class _SubtreeRow(NamedTuple):
     """What moving or removing an entry of a tree needs of it (see `_subtree`)."""
 
     pk: int
@@ -93,20 +79,20 @@ class SubtreeRow(NamedTuple):
     node_id: str
 
 
-def _subtree(directory: Inode) -> list[list[SubtreeRow]]:
+def _subtree(directory: Inode) -> list[list[_SubtreeRow]]:
     """A directory's descendants, level by level (children first), as rows of what moving and
     removing them needs; its subdirectories are locked FOR UPDATE (where rows lock) until the
     transaction ends. Whatever creates, moves or deletes an entry locks the directories above
     it, so the tree keeps exactly these entries meanwhile."""
-    levels: list[list[SubtreeRow]] = []
+    levels: list[list[_SubtreeRow]] = []
     frontier = [directory.pk]
     while frontier:
-        level: list[SubtreeRow] = []
+        level: list[_SubtreeRow] = []
         for start in range(0, len(frontier), IDS_PER_QUERY):
             children = Inode.objects.filter(parent_id__in=frontier[start:start + IDS_PER_QUERY])
             for query in (children.filter(type=InodeType.DIRECTORY).select_for_update(),
                           children.exclude(type=InodeType.DIRECTORY)):
-                level += map(SubtreeRow._make, query.values_list(*SubtreeRow._fields))
+                level += map(_SubtreeRow._make, query.values_list(*_SubtreeRow._fields))
         if not level:
             break
         levels.append(level)
@@ -137,10 +123,10 @@ def delete(user: User, path: str, *, recursive: bool = False,
     (every entry must be deletable by the user)."""
     removable = _removable(user, precondition)
     inode = _checked(user, path, removable)
-    _require_reachable(inode)
+    require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
         current = _checked(user, path, removable, locked=True)
-        levels: list[list[SubtreeRow]] = []
+        levels: list[list[_SubtreeRow]] = []
         if current.is_dir and Inode.objects.filter(parent_id=current.pk).exists():
             if not recursive:
                 raise DirectoryNotEmpty(f"{path} is not empty")
@@ -148,10 +134,10 @@ def delete(user: User, path: str, *, recursive: bool = False,
             _require_removable_tree(user, current, levels)
         files = [entry for level in [[current], *levels] for entry in level
                  if entry.type == InodeType.FILE]
-        for node_id in {entry.node_id for entry in files} - {_this_node()}:
-            _require_reachable(next(entry for entry in files if entry.node_id == node_id))
+        for node_id in {entry.node_id for entry in files} - {this_node()}:
+            require_reachable(next(entry for entry in files if entry.node_id == node_id))
         for entry in files:
-            _discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
+            discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
         # Deepest first: a directory row goes only after its children (the FK protects it).
         for level in reversed([[current.pk], *([entry.pk for entry in level] for level in levels)]):
             for start in range(0, len(level), IDS_PER_QUERY):
@@ -159,9 +145,9 @@ def delete(user: User, path: str, *, recursive: bool = False,
     record_file_operation("delete", inode.backend)
 
 
-def _require_removable_tree(user: User, top: Inode, levels: list[list[SubtreeRow]]) -> None:
+def _require_removable_tree(user: User, top: Inode, levels: list[list[_SubtreeRow]]) -> None:
     """rm -r, all or nothing: every directory must be listable, every entry removable."""
-    directories: dict[int, Inode | SubtreeRow] = {top.pk: top}
+    directories: dict[int, Inode | _SubtreeRow] = {top.pk: top}
     for level in levels:
         for entry in level:
             holder = directories[entry.parent_id]
@@ -202,18 +188,18 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
                                   overwrite=overwrite, create_parents=create_parents)
     _checked(user, destination, placeable(inode))
 
-    blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
-    with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
+    blob = copy_blob(inode, placement) if placement else None  # bytes first, then metadata
+    with committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
         current = _checked(user, source, removable, locked=True)
         target = _checked(user, destination, placeable(current), locked=True)
         if blob is not None:
             _swap_blob(current, inode, blob)
-        parent = _locked_parent(user, destination, owner_id=current.owner_id,
-                                create_missing=create_parents)
+        parent = locked_parent(user, destination, owner_id=current.owner_id,
+                               create_missing=create_parents)
         access.require_create_in(user, parent)
         if target is not None:
             if target.type == InodeType.FILE:
-                _discard_after_commit(target.backend, target.blob_key, target.node_id)
+                discard_after_commit(target.backend, target.blob_key, target.node_id)
             target.delete()
 
         old_path = current.path
@@ -250,7 +236,7 @@ def _placeable(user: User, moved: Inode, source: str, destination: str, *, overw
                 and not create_parents:
             raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
         else:
-            _check_can_create(user, nearest)
+            require_create_below(user, nearest)
         return target
 
     return check
@@ -261,7 +247,7 @@ def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
     overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
     if current.blob_key != seen.blob_key:
         raise LockTimeout("the file changed while its bytes were being moved, try again")
-    _discard_after_commit(current.backend, current.blob_key, current.node_id)
+    discard_after_commit(current.backend, current.blob_key, current.node_id)
     current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
 
 
@@ -278,11 +264,11 @@ def _relocation(inode: Inode, backend: str | None, instance: str | None
     if instance is not None:
         if target_backend != "localfs":
             raise BadRequest("instance applies to the localfs backend only")
-        if instance != _this_node() and not Node.objects.filter(node_id=instance).exists():
+        if instance != this_node() and not Node.objects.filter(node_id=instance).exists():
             raise BadRequest(f"unknown instance {instance!r}")
     current = (inode.backend, inode.node_id if inode.backend == "localfs" else "")
     same_backend_node = inode.node_id if target_backend == inode.backend else None
-    placement = _placement(target_backend, instance or same_backend_node)
+    placement = placement_for(target_backend, instance or same_backend_node)
     if placement == current:
         return None
     if inode.is_dir:
@@ -293,8 +279,8 @@ def _relocation(inode: Inode, backend: str | None, instance: str | None
 def _relocate(user: User, inode: Inode, placement: tuple[str, str],
               removable: Check[Inode]) -> Inode:
     """Move a file's bytes to another backend or node, keeping its path."""
-    blob = _transfer(inode, placement)
-    with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
+    blob = copy_blob(inode, placement)
+    with committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
         current = _checked(user, inode.path, removable, locked=True)
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
