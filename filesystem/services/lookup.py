@@ -40,10 +40,8 @@ __all__ = [
     "on_current_version",
     "open_file",
     "read_file",
-    "require_create_below",
     "resolve",
     "stat",
-    "walk",
     "walk_rows",
 ]
 
@@ -81,12 +79,6 @@ def walk_rows(user: User, path: str) -> tuple[InodeRow | None, InodeRow | None]:
     return rows.get(path), deepest
 
 
-def walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
-    """`walk_rows` as models: (the entry or None, the deepest existing ancestor or None)."""
-    entry, deepest = walk_rows(user, path)
-    return Inode.from_row(entry), Inode.from_row(deepest)
-
-
 def stat(user: User, path: str, *, read: bool = False) -> Inode:
     """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing.
     With `read`, also `r` on the entry itself (a file's bytes, a directory's names), so that a
@@ -98,16 +90,6 @@ def stat(user: User, path: str, *, read: bool = False) -> Inode:
     if read:
         access.require_read(user, inode)
     return inode
-
-
-def require_create_below(user: User, nearest: Inode | None) -> None:
-    """Before reading an upload: may the user create an entry below `nearest`, the deepest
-    existing ancestor of the new path (missing directories in between are made by the user)?"""
-    if nearest is None:
-        raise FileNotFound("the root directory is missing; run 'manage.py migrate'")
-    if not nearest.is_dir:
-        raise NotADirectory(f"{nearest.path} is not a directory")
-    access.require_create_in(user, nearest)
 
 
 # Listings read rows a page at a time while their answer is sent, so a listing holds at most

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -28,6 +27,7 @@ from filesystem.exceptions import (
     PermissionDenied,
 )
 from filesystem.models import Inode, InodeType
+from filesystem.services.authorise import Check, authorise, require_create_below
 from filesystem.services.blobs import (
     Blob,
     committing_blob,
@@ -37,31 +37,13 @@ from filesystem.services.blobs import (
     require_reachable,
 )
 from filesystem.services.common import Precondition, this_node
-from filesystem.services.create import locked_parent, locked_walk
-from filesystem.services.lookup import require_create_below, resolve, walk
+from filesystem.services.create import locked_parent
+from filesystem.services.lookup import resolve
 from filesystem.storage import available_backends
 
 __all__ = ["change_metadata", "delete", "move"]
 
-T = TypeVar("T")
 IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
-# A check of what a path holds: (the entry or None, its deepest existing ancestor) -> a result,
-# or an error raised. See `_checked`.
-Check = Callable[[Inode | None, Inode | None], T]
-
-
-def _checked(user: User, path: str, check: Check[T], *, locked: bool = False) -> T:
-    """What `check` makes of the entry at `path` and its deepest existing ancestor (the parent,
-    when the entry exists), with `x` checked on every directory on the way. Each verb runs one
-    `check` twice: first before anything moves, so that a refusal costs nothing, then `locked`,
-    in its transaction under `distributed_lock(path)`, on the entry locked FOR UPDATE. In
-    between, another request may have put another user's entry at the path, chowned it or
-    chmodded its directory: only what holds under the lock may decide what the verb changes."""
-    if locked:
-        entry, nearest, _ = locked_walk(user, path)
-    else:
-        entry, nearest = walk(user, path)
-    return check(entry, nearest)
 
 
 class _SubtreeRow(NamedTuple):
@@ -122,10 +104,10 @@ def delete(user: User, path: str, *, recursive: bool = False,
     """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
     (every entry must be deletable by the user)."""
     removable = _removable(user, precondition)
-    inode = _checked(user, path, removable)
+    inode = authorise(user, path, removable)
     require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
-        current = _checked(user, path, removable, locked=True)
+        current = authorise(user, path, removable, locked=True)
         levels: list[list[_SubtreeRow]] = []
         if current.is_dir and Inode.objects.filter(parent_id=current.pk).exists():
             if not recursive:
@@ -174,7 +156,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
     leaves the source intact."""
     removable = _removable(user, precondition)
-    inode = _checked(user, source, removable)
+    inode = authorise(user, source, removable)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
     placement = _relocation(inode, backend, instance)
@@ -186,15 +168,15 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         raise BadRequest("destination is inside the source")
     placeable = functools.partial(_placeable, user, source=source, destination=destination,
                                   overwrite=overwrite, create_parents=create_parents)
-    _checked(user, destination, placeable(inode))
+    authorise(user, destination, placeable(inode))
 
     blob = copy_blob(inode, placement) if placement else None  # bytes first, then metadata
     with committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
-        current = _checked(user, source, removable, locked=True)
-        target = _checked(user, destination, placeable(current), locked=True)
+        current = authorise(user, source, removable, locked=True)
+        target, nearest = authorise(user, destination, placeable(current), locked=True)
         if blob is not None:
             _swap_blob(current, inode, blob)
-        parent = locked_parent(user, destination, owner_id=current.owner_id,
+        parent = locked_parent(user, destination, nearest, owner_id=current.owner_id,
                                create_missing=create_parents)
         access.require_create_in(user, parent)
         if target is not None:
@@ -218,13 +200,14 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
 
 
 def _placeable(user: User, moved: Inode, source: str, destination: str, *, overwrite: bool,
-               create_parents: bool) -> Check[Inode | None]:
-    """The check of putting `moved` (from `source`) at `destination`, giving the entry it
-    replaces or None: a directory going to another parent needs `w` on itself; an existing
-    destination needs `overwrite`, the right to remove it (§16.1 item 8) and a matching type;
-    a missing one needs its parent (or `create_parents`) and the right to create there."""
+               create_parents: bool) -> Check[tuple[Inode | None, Inode | None]]:
+    """The check of putting `moved` (from `source`) at `destination`, giving (the entry it
+    replaces or None, the deepest existing ancestor): a directory going to another parent needs
+    `w` on itself; an existing destination needs `overwrite`, the right to remove it (§16.1
+    item 8) and a matching type; a missing one needs its parent (or `create_parents`) and the
+    right to create there."""
 
-    def check(target: Inode | None, nearest: Inode | None) -> Inode | None:
+    def check(target: Inode | None, nearest: Inode | None) -> tuple[Inode | None, Inode | None]:
         if moved.is_dir and paths.parent_of(destination) != paths.parent_of(source):
             access.require_move_directory(user, moved)
         if target is not None:
@@ -237,7 +220,7 @@ def _placeable(user: User, moved: Inode, source: str, destination: str, *, overw
             raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
         else:
             require_create_below(user, nearest)
-        return target
+        return target, nearest
 
     return check
 
@@ -281,7 +264,7 @@ def _relocate(user: User, inode: Inode, placement: tuple[str, str],
     """Move a file's bytes to another backend or node, keeping its path."""
     blob = copy_blob(inode, placement)
     with committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
-        current = _checked(user, inode.path, removable, locked=True)
+        current = authorise(user, inode.path, removable, locked=True)
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
         current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
@@ -308,9 +291,9 @@ def change_metadata(user: User, path: str, *, mode: int | None = None,
     (`Inode.mode_problem`: no setuid, setgid on directories only), else 400."""
     allowed_changes = _metadata_changes(user, mode=mode, group=group, owner=owner,
                                         precondition=precondition)
-    _checked(user, path, allowed_changes)
+    authorise(user, path, allowed_changes)
     with distributed_lock(path), transaction.atomic():
-        current, changes = _checked(user, path, allowed_changes, locked=True)
+        current, changes = authorise(user, path, allowed_changes, locked=True)
         Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
     record_file_operation("chmod", current.backend)
     return resolve(path) or current
