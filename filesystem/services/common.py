@@ -23,7 +23,7 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def file_info(inode: Inode) -> dict:
+def file_info(inode: Inode) -> dict[str, str | int]:
     """The FileInfo object of API.md §5.2 (plus `group`, §16.2)."""
     return {"name": inode.name or "/", "path": inode.path, "type": inode.type,
             "size": inode.size, "mode": f"{inode.mode:04o}", "owner": inode.owner_name or "",

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO, NamedTuple, TypeVar
 
 from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from callfs_site.metrics import record_file_operation
 from filesystem import access, paths
@@ -101,7 +102,7 @@ LISTING_PREFETCH_ROWS = 4000  # children of small directories read ahead, severa
 
 # An entry: FileInfo's fields in order (name, path, type, size, mode, owner, group, mtime), mode
 # an int, mtime RFC 3339 text.
-Entry = tuple
+Entry = tuple[str, str, str, int, int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ class _Frame:
 
     __slots__ = ("id", "level", "after", "listed", "pending", "last_dir", "more_dirs")
 
-    def __init__(self, directory_id: int, level: int):
+    def __init__(self, directory_id: int, level: int) -> None:
         self.id, self.level = directory_id, level
         self.after: tuple[str, str] | None = None  # (type, name) of the entry to go on after
         self.listed = False
@@ -389,7 +390,7 @@ def _listing_sql(where: str, vendor: str) -> str:
             f"LEFT JOIN {group_table} g ON g.id = i.group_id WHERE {where}")
 
 
-def _connection():
+def _connection() -> BaseDatabaseWrapper:
     return connections[router.db_for_read(Inode)]
 
 
