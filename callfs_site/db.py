@@ -44,9 +44,13 @@ def is_lock_wait_timeout(exc: BaseException) -> bool:
 
 def release_connections(*, long_transfer: bool) -> None:
     """Give back this thread's pooled database connections, and close the others too when a
-    long transfer follows; never one inside a transaction."""
+    long transfer follows; never one inside a transaction. Before a short wait or a short
+    answer, an SQLite connection is parked instead: kept for this greenlet's next query unless
+    its pool lends it to another one meanwhile (callfs_site.sqlite)."""
     for connection in connections.all(initialized_only=True):
         if connection.in_atomic_block:
             continue
-        if long_transfer or getattr(connection, "pool", None) is not None:
+        if not long_transfer and hasattr(connection, "park"):
+            connection.park()
+        elif long_transfer or getattr(connection, "pool", None) is not None:
             connection.close()

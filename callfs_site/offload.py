@@ -72,3 +72,14 @@ def run(fn: Callable[..., T], *args) -> T:
     if not on_event_loop():
         return fn(*args)
     return submit(fn, *args).result()
+
+
+def take_turns() -> None:
+    """Between the pieces of a long operation (a rename or delete of a large tree: many
+    statements, seconds in all), let the worker's other connections run: under the gevent
+    worker nothing else on it moves while a greenlet computes or waits on SQLite. Outside
+    gevent, nothing to do."""
+    if on_event_loop():
+        import gevent
+
+        gevent.sleep(0)

@@ -52,6 +52,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The admin index's totals: from every app, so not an app's templatetags.
+            "libraries": {"callfs_dashboard": "callfs_site.dashboard"},
         },
     },
 ]
@@ -88,6 +90,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The admin's stylesheet, used by every app's pages, beside the shared templates/.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic target; WhiteNoise wants it to exist
 STORAGES = {

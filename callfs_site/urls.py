@@ -6,10 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.negotiation import DefaultContentNegotiation
 
 from accounts.views import MovedKeyAdminView
-from callfs_site.views import HealthView, MetricsView, ReadyView
+from callfs_site.views import HealthView, MetricsView
 from cluster.api import urls as cluster_urls
 from filesystem.api import urls as filesystem_urls
 from filesystem.api.views import UnknownApiView
+from filesystem.views import ReadyView
 from links.api import urls as links_urls
 from links.views import DownloadView
 

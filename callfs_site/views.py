@@ -1,11 +1,11 @@
-"""Site-level endpoints: /health, /metrics, and JSON answers for unknown URLs and crashes."""
+"""Site-level endpoints: /health, /metrics, and JSON answers for unknown URLs and crashes;
+CallFSView, the base of every API view."""
 
 import logging
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.template.response import SimpleTemplateResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
@@ -15,14 +15,13 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.views import APIView
 
 from callfs_site import fastpaths
-from callfs_site.errors import CallFSError, NotFound, ServiceUnavailable, error_response
+from callfs_site.errors import CallFSError, NotFound, error_response
 from callfs_site.metrics import exposition
 from callfs_site.schema import ERROR
 
 logger = logging.getLogger(__name__)
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-COMPACT = {"separators": (",", ":")}  # compact JSON, as every other answer
 
 
 class CallFSView(APIView):
@@ -109,51 +108,6 @@ class HealthView(CallFSView):
 
     def get(self, request):
         return HttpResponse(b'{"status":"ok"}', content_type="application/json")
-
-
-@extend_schema(summary="Readiness: database, Redis and storage backends", auth=[],
-               responses={200: inline_serializer("Ready", {"status": serializers.CharField(),
-                                                           "checks": serializers.DictField()}),
-                          503: ERROR})
-class ReadyView(CallFSView):
-    """Readiness (API.md §16.4): the database, Redis (if configured) and every configured
-    storage backend answer; otherwise 503 naming the first failing component. Anyone may ask,
-    so the answer names components only; why one failed (paths, hosts) goes to the log."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    http_method_names = ["get"]
-
-    def get(self, request):
-        checks: dict[str, str] = {}
-        for name, check in _readiness_checks():
-            try:
-                check()
-                checks[name] = "ok"
-            except Exception as exc:  # any failure means not ready
-                checks[name] = "unavailable"
-                logger.warning("not ready: %s failed: %s: %s", name, exc.__class__.__name__,
-                               (str(exc).splitlines() or [""])[0][:500])
-        failing = [name for name, state in checks.items() if state != "ok"]
-        if failing:
-            raise ServiceUnavailable(f"{failing[0]} unavailable", extra={"checks": checks})
-        return JsonResponse({"status": "ready", "checks": checks}, json_dumps_params=COMPACT)
-
-
-def _readiness_checks():
-    from filesystem.storage import available_backends, get_backend
-
-    def database() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-
-    yield "database", database
-    if settings.CALLFS.redis_url:
-        from django_redis import get_redis_connection
-
-        yield "redis", lambda: get_redis_connection("locks").ping()
-    for name in available_backends():
-        yield f"backend:{name}", get_backend(name).check
 
 
 @extend_schema_view(

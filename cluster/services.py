@@ -9,6 +9,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from cluster.models import HEARTBEAT_INTERVAL, Node
+from cluster.signals import node_removing
 
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -35,14 +36,9 @@ class NodeInUse(Exception):
 
 
 def remove_node(node_id: str) -> None:
-    """Forget a node that holds no files; refuse (NodeInUse) while it still holds some."""
-    from django.apps import apps
-
-    inode = apps.get_model("filesystem", "Inode")
-    holding = inode.objects.filter(node_id=node_id, backend="localfs", type="file").count()
-    if holding:
-        raise NodeInUse(f"node {node_id!r} still holds {holding} file(s); move them away "
-                        "first (PATCH with \"instance\") or delete them")
+    """Forget a node that holds no files; refuse (NodeInUse, raised by a `node_removing`
+    receiver) while it still holds some."""
+    node_removing.send(sender=Node, node_id=node_id)
     deleted, _ = Node.objects.filter(node_id=node_id).delete()
     if not deleted:
         raise Node.DoesNotExist(f"no node {node_id!r}")

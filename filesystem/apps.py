@@ -7,3 +7,4 @@ class FilesystemConfig(AppConfig):
 
     def ready(self) -> None:
         import callfs_site.schema  # noqa: F401  (registers the OpenAPI Bearer scheme)
+        from filesystem import signals  # noqa: F401 - connects the receivers

@@ -10,7 +10,7 @@ from rest_framework.permissions import AllowAny
 
 from callfs_site.schema import errors
 from callfs_site.views import CallFSView
-from filesystem.api.views import DOWNLOAD_BLOCK_SIZE
+from filesystem.api.streaming import DOWNLOAD_BLOCK_SIZE
 from links import services
 from links.exceptions import InvalidRequest
 from links.throttling import LinkDownloadThrottle

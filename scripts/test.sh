@@ -30,6 +30,8 @@ export CALLFS_REQUIRE_SERVICES=1 AWS_CONFIG_FILE=/nonexistent
 
 echo "== ruff"
 $BIN/ruff check .
+echo "== import layering (ARCHITECTURE.md)"
+$BIN/lint-imports
 echo "== migrations are up to date"
 $BIN/python manage.py makemigrations --check --dry-run >/dev/null
 

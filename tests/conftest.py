@@ -7,6 +7,7 @@ import os
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.keys import create_api_key, forget_authentications
@@ -107,3 +108,26 @@ def redis_down(settings):
                               "SOCKET_TIMEOUT": 2}},
     }
     return DEAD_REDIS
+
+
+REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache",
+               "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1,
+                           "SOCKET_TIMEOUT": 2}}
+
+
+@pytest.fixture(params=["file", "redis"])
+def lock_backend(request, settings):
+    """Run a test with host-local file locks, then with Redis locks (REDIS_URL required)."""
+    if request.param == "redis":
+        url = os.environ.get("CALLFS_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+        if not url:
+            pytest.skip("REDIS_URL is not set (make test starts Redis)")
+        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=url)
+        prefix = f"{request.module.__name__}-{os.getpid()}"  # each module's locks its own
+        with override_settings(CACHES={"default": {**REDIS_CACHE, "LOCATION": url},
+                                       "locks": {**REDIS_CACHE, "LOCATION": url,
+                                                 "KEY_PREFIX": prefix}}):
+            yield "redis"
+    else:
+        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=None)
+        yield "file"

@@ -16,19 +16,15 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.test import override_settings
 
 from callfs_site import metrics
 from callfs_site.config import load_config
 from callfs_site.errors import LockTimeout
+from callfs_site.locks import distributed_lock
 from callfs_site.metrics import exposition
-from cluster.locks import distributed_lock
 from tests.helpers import assert_error
 from tests.servers import PROJECT
 
-REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache",
-               "OPTIONS": {"IGNORE_EXCEPTIONS": False, "SOCKET_CONNECT_TIMEOUT": 1,
-                           "SOCKET_TIMEOUT": 2}}
 PROCESS_METRICS = ("process_resident_memory_bytes", "process_virtual_memory_bytes",
                    "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
                    "process_start_time_seconds")
@@ -43,23 +39,6 @@ def sample(name: str, text: str | None = None) -> float:
 
 
 # --- callfs_active_locks -----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["file", "redis"])
-def lock_backend(request, settings):
-    """File locks, then Redis locks (REDIS_URL required)."""
-    if request.param == "redis":
-        url = os.environ.get("CALLFS_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
-        if not url:
-            pytest.skip("REDIS_URL is not set (make test starts Redis)")
-        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=url)
-        with override_settings(CACHES={"default": {**REDIS_CACHE, "LOCATION": url},
-                                       "locks": {**REDIS_CACHE, "LOCATION": url,
-                                                 "KEY_PREFIX": f"m{os.getpid()}"}}):
-            yield "redis"
-    else:
-        settings.CALLFS = dataclasses.replace(settings.CALLFS, redis_url=None)
-        yield "file"
 
 
 def test_active_locks_is_a_gauge_of_the_locks_held_now(lock_backend):

@@ -48,7 +48,7 @@ def test_ready_names_the_failing_component_and_logs_why(api_client, storage_root
     the detail goes to the log."""
     storage_root.mkdir(parents=True)
     (storage_root / "tmp").write_text("a file where the upload directory belongs")
-    caplog.set_level(logging.WARNING, logger="callfs_site.views")
+    caplog.set_level(logging.WARNING, logger="filesystem.views")
     response = api_client.get("/ready")
     assert response.status_code == 503
     body = response.json()

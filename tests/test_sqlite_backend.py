@@ -248,3 +248,78 @@ def test_connections_are_borrowed_from_a_bounded_pool_and_given_back(open_connec
     fourth = open_connection()
     fourth.ensure_connection()  # a slot came back
     assert fourth.connection is not raw
+
+
+@pytest.fixture
+def event_loop_pool(monkeypatch):
+    """A pool of two, with the backend believing it runs under the gevent worker (greenlets
+    of one thread take turns: here, connections used one after another in this thread)."""
+    pool = sqlite_backend.ConnectionPool(2)
+    monkeypatch.setattr(sqlite_backend.DatabaseWrapper, "pool", pool)
+    monkeypatch.setattr(sqlite_backend, "WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(sqlite_backend.offload, "on_event_loop", lambda: True)
+    return pool
+
+
+def test_a_parked_connection_serves_its_owners_next_request(open_connection, event_loop_pool):
+    """Between two requests of a keep-alive client the connection stays parked with it:
+    Django's end-of-request close leaves it alone and the next query reuses it as it is."""
+    owner = open_connection()
+    write(owner, "a")
+    raw = owner.connection
+    owner.park()
+    owner.close_if_unusable_or_obsolete()  # request_finished, with CONN_MAX_AGE=0
+    assert owner.connection is raw
+    assert count(owner) == 1 and owner.connection is raw  # no connect, no borrow
+    owner.park()
+    owner.close()  # the client connection ended: back to the pool for anyone
+    other = open_connection()
+    other.ensure_connection()
+    assert other.connection is raw
+
+
+def test_a_borrower_with_no_free_slot_takes_a_parked_connection(open_connection,
+                                                                event_loop_pool):
+    """With every slot out, a borrower does not wait for idle keep-alive clients: it takes the
+    longest-parked connection, and that owner's next query borrows anew."""
+    first, second, third = open_connection(), open_connection(), open_connection()
+    write(first, "a")
+    write(second, "b")
+    lent = first.connection
+    first.park()
+    second.park()
+    write(third, "c")  # no slot free: takes first's connection
+    assert third.connection is lent and first.connection is None
+    third.close()
+    assert count(first) == 3  # first borrows again (the slot third gave back)
+    assert second.connection is not None  # still parked, untouched
+
+
+def test_nobody_parks_while_a_borrower_waits(open_connection, event_loop_pool):
+    """A connection is given back, not parked, while another borrower waits for a slot."""
+    holders = [open_connection(), open_connection()]
+    for index, holder in enumerate(holders):
+        write(holder, str(index))
+    started = threading.Event()
+    done = {}
+
+    def borrow() -> None:
+        waiting = open_connection()  # a connection belongs to the thread that made it
+        started.set()
+        with waiting.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            done["ok"] = cursor.fetchone() == (1,)
+        waiting.close()
+
+    event_loop_pool._current()
+    thread = threading.Thread(target=borrow)
+    thread.start()
+    started.wait()
+    deadline = time.monotonic() + 5
+    while not event_loop_pool._waiting and time.monotonic() < deadline:
+        time.sleep(0.005)
+    holders[0].park()  # someone waits: this gives its connection back instead
+    thread.join(5)
+    assert done == {"ok": True}
+    assert holders[0].connection is None
+    holders[1].close()

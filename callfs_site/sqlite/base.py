@@ -49,6 +49,7 @@ from django.db.backends.sqlite3 import base
 from django.db.backends.sqlite3.base import Database
 from django.db.utils import OperationalError
 
+from callfs_site import offload
 from callfs_site.db import LockWaitTimeout
 from callfs_site.files import flock_within, fsync_directory, fsync_path
 
@@ -69,19 +70,26 @@ POOL_SIZE = 10  # open connections per process; a request holds one only while i
 
 class ConnectionPool:
     """The open sqlite3 connections of one process, lent to one thread (greenlet) at a time:
-    at most `size` are out or idle. Made anew in a forked child (connections do not survive
-    fork)."""
+    at most `size` are out, parked or idle. Made anew in a forked child (connections do not
+    survive fork).
+
+    A connection may stay *parked* with the greenlet that borrowed it between its requests (a
+    keep-alive client's next request then skips Django's connect and close): a borrower that
+    finds no free slot takes the longest-parked one instead of waiting, and nobody parks while
+    someone waits."""
 
     def __init__(self, size: int):
         self.size = size
         self._ready = False
         self._lock = self._slots = None
         self._idle: dict[str, list] = {}  # database file -> idle connections
+        self._parked: dict[DatabaseWrapper, tuple[str, Database.Connection]] = {}
+        self._waiting = 0
         # A flag, not a pid compared on every call: os.getpid() is a system call each time.
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
-        self._ready, self._idle = False, {}
+        self._ready, self._idle, self._parked, self._waiting = False, {}, {}, 0
 
     def _current(self) -> None:
         if not self._ready:
@@ -90,15 +98,38 @@ class ConnectionPool:
             self._ready = True
 
     def borrow(self, name: str, open_new) -> Database.Connection:
-        """An idle connection to `name`, or `open_new()`; waits for a free slot first."""
+        """An idle connection to `name`, or `open_new()`; with no slot free, a parked one taken
+        from its greenlet, else waits for a slot."""
         self._current()
-        if not self._slots.acquire(timeout=WAIT_SECONDS):
-            raise OperationalError(f"no database connection free within {WAIT_SECONDS} s")
+        if not self._slots.acquire(blocking=False):
+            taken = self._take_parked()
+            if taken is not None:
+                parked_name, connection = taken
+                if parked_name == name:
+                    return connection
+                connection.close()  # another database's: its slot serves this one
+                return self._open_in_slot(open_new)
+            with self._lock:
+                self._waiting += 1
+            try:
+                free = self._slots.acquire(timeout=WAIT_SECONDS)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not free:
+                raise OperationalError(f"no database connection free within {WAIT_SECONDS} s")
         try:
             with self._lock:
                 idle = self._idle.get(name)
                 if idle:
                     return idle.pop()
+        except BaseException:
+            self._slots.release()
+            raise
+        return self._open_in_slot(open_new)
+
+    def _open_in_slot(self, open_new) -> Database.Connection:
+        try:
             return open_new()
         except BaseException:
             self._slots.release()
@@ -116,6 +147,28 @@ class ConnectionPool:
             connection.close()
         finally:
             self._slots.release()
+
+    def park(self, wrapper: DatabaseWrapper) -> bool:
+        """Let `wrapper` keep its connection until its next query, lendable meanwhile; False
+        (give it back instead) while another borrower waits for a slot."""
+        with self._lock:
+            if self._waiting:
+                return False
+            self._parked[wrapper] = (wrapper.settings_dict["NAME"], wrapper.connection)
+        return True
+
+    def unpark(self, wrapper: DatabaseWrapper) -> None:
+        with self._lock:
+            self._parked.pop(wrapper, None)
+
+    def _take_parked(self) -> tuple[str, Database.Connection] | None:
+        with self._lock:
+            if not self._parked:
+                return None
+            wrapper = next(iter(self._parked))
+            taken = self._parked.pop(wrapper)
+        wrapper.lose_parked_connection()
+        return taken
 
 
 POOL = ConnectionPool(POOL_SIZE)
@@ -186,8 +239,37 @@ def _qmark_query(query: str) -> str:
 class DatabaseWrapper(base.DatabaseWrapper):
     _writer_fd: int | None = None
     _writing = False
+    _parked = False
     pool = POOL  # callfs_site.db gives pooled connections back before bodies move
     _lender = POOL
+
+    def park(self) -> None:
+        """Between requests, or while a body moves (callfs_site.db): under the gevent worker,
+        keep the connection for this greenlet's next query, which then skips Django's connect
+        and close, unless the pool lends it to another greenlet meanwhile (the next query then
+        borrows anew); elsewhere, give it back."""
+        if self.connection is None or self.in_atomic_block or self._parked:
+            return
+        if self.is_in_memory_db() or not offload.on_event_loop() \
+                or not self._lender.park(self):
+            self.close()
+            return
+        self._parked = True
+
+    def lose_parked_connection(self) -> None:
+        """The pool lent this wrapper's parked connection to another greenlet."""
+        self._parked = False
+        self.connection = None
+
+    def ensure_connection(self):
+        if self._parked:  # every query comes through here first
+            self._parked = False
+            self._lender.unpark(self)
+        super().ensure_connection()
+
+    def close_if_unusable_or_obsolete(self):
+        if not self._parked:  # parked: kept on purpose (CONN_MAX_AGE=0 would close it)
+            super().close_if_unusable_or_obsolete()
 
     def create_cursor(self, name=None):
         cursor = self.connection.cursor(factory=DurableCursor)
@@ -284,6 +366,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._release_writer_lock()
 
     def _close(self):
+        if self._parked:
+            self._parked = False
+            self._lender.unpark(self)
         try:
             if self.is_in_memory_db() or self.connection is None:
                 super()._close()

@@ -28,11 +28,11 @@ from callfs_site.errors import CallFSError
 from filesystem import access, paths, services
 from filesystem.admin import display
 from filesystem.admin.forms import ChmodForm, DeleteForm, MkdirForm, MoveForm, SearchForm
+from filesystem.api.streaming import DOWNLOAD_BLOCK_SIZE
 from filesystem.models import Inode, InodeType
 
 PAGE_SIZE = 50
 LINKS_SHOWN = 20
-DOWNLOAD_BLOCK_SIZE = 256 * 1024
 
 
 class ServiceError(Exception):

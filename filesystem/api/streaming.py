@@ -28,6 +28,9 @@ from filesystem.exceptions import BadRequest, InvalidRequest, LengthRequired, Pa
 CHUNK_SIZE = 1024 * 1024  # the largest read
 FIRST_READ_SIZE = 64 * 1024
 FAST_READ_SECONDS = 0.01  # a read done this soon doubles the next one's size
+# The other direction: every streamed download (FileResponse.block_size) reads its file this
+# much at a time.
+DOWNLOAD_BLOCK_SIZE = 256 * 1024
 
 
 class IncompleteBody(InvalidRequest):

@@ -29,7 +29,13 @@ from filesystem.api.serializers import (
     MetadataRequest,
     MoveRequest,
 )
-from filesystem.api.streaming import announced_length, has_body, iter_body, read_json
+from filesystem.api.streaming import (
+    DOWNLOAD_BLOCK_SIZE,
+    announced_length,
+    has_body,
+    iter_body,
+    read_json,
+)
 from filesystem.exceptions import BadRequest, InvalidRequest, PreconditionFailed
 from filesystem.models import Inode
 
@@ -50,7 +56,6 @@ UPLOAD_HEADERS = [
     _header("X-CallFS-Copy-Source", "copy this existing file server-side (empty body)"),
 ]
 PATCH_BODY_LIMIT = 1024 * 1024
-DOWNLOAD_BLOCK_SIZE = 256 * 1024
 # Up to this size a download is answered from one read(): sendfile()'s setup in gunicorn costs
 # more than copying a few pages. Larger bodies stream (sendfile() from local disk).
 SMALL_DOWNLOAD = 64 * 1024

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
+from callfs_site import offload
 from callfs_site.errors import CallFSError, LockTimeout, ServiceUnavailable
 from callfs_site.metrics import observe_backend_call
 from filesystem.exceptions import (
@@ -27,6 +28,7 @@ from filesystem.storage import (
     UnknownBackend,
     get_backend,
 )
+from filesystem.storage.local import LocalStorage
 from filesystem.storage.peer import PeerStorage, PeerUnavailable
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "committing_blob",
     "copy_blob",
     "discard_after_commit",
+    "discard_all_after_commit",
     "missing_bytes",
     "placement_for",
     "require_reachable",
@@ -72,16 +75,50 @@ def require_reachable(inode: Inode) -> None:
 
 def discard_after_commit(backend_name: str, key: str, node_id: str = "") -> None:
     """Delete a blob once the metadata that referenced it is committed away."""
-    if not key:
-        return
+    discard_all_after_commit([(backend_name, key, node_id)])
 
-    def discard() -> None:
+
+def discard_all_after_commit(blobs: list[tuple[str, str, str]]) -> None:
+    """Delete these blobs, (backend, key, node id) each, once the metadata that referenced them
+    is committed away: after a recursive delete, tens of thousands. The caller's answer waits
+    for them, so none is left behind a 204; this node's disk unlinks them on the offload
+    threads, DISCARD_BATCH at a time, so the worker's other connections go on meanwhile."""
+    blobs = [blob for blob in blobs if blob[1]]
+    if blobs:
+        transaction.on_commit(lambda: _discard(blobs))
+
+
+DISCARD_BATCH = 1000
+
+
+def _discard(blobs: list[tuple[str, str, str]]) -> None:
+    here: dict[str, list[str]] = {}
+    for backend_name, key, node_id in blobs:
         try:
-            _blob_store(backend_name, node_id).delete(key)
-        except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
+            store = _blob_store(backend_name, node_id)
+        except Exception:  # an unknown backend now: fsck finds the orphan
             logger.exception("could not delete blob %s from %s %s", key, backend_name, node_id)
+            continue
+        if isinstance(store, LocalStorage):
+            here.setdefault(backend_name, []).append(key)
+        else:  # S3 or a peer: network calls, on the event loop as every other one
+            _discard_one(store, backend_name, key, node_id)
+    for backend_name, keys in here.items():
+        store = _backend(backend_name)
+        for start in range(0, len(keys), DISCARD_BATCH):
+            offload.run(_discard_batch, store, backend_name, keys[start:start + DISCARD_BATCH])
 
-    transaction.on_commit(discard)
+
+def _discard_batch(store: StorageBackend, backend_name: str, keys: list[str]) -> None:
+    for key in keys:
+        _discard_one(store, backend_name, key, "")
+
+
+def _discard_one(store: StorageBackend, backend_name: str, key: str, node_id: str) -> None:
+    try:
+        store.delete(key)
+    except Exception:  # an orphan blob is harmless and found by fsck; never fail the request
+        logger.exception("could not delete blob %s from %s %s", key, backend_name, node_id)
 
 
 class BytesReplaced(LockTimeout):

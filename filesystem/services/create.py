@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from callfs_site.locks import distributed_lock
 from callfs_site.metrics import record_file_operation
-from cluster.locks import distributed_lock
 from cluster.models import Node
 from filesystem import access, paths
 from filesystem.access import User

@@ -10,9 +10,10 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from callfs_site import offload
 from callfs_site.errors import LockTimeout
+from callfs_site.locks import distributed_lock
 from callfs_site.metrics import record_file_operation
-from cluster.locks import distributed_lock
 from cluster.models import Node
 from filesystem import access, paths
 from filesystem.access import User
@@ -33,6 +34,7 @@ from filesystem.services.blobs import (
     committing_blob,
     copy_blob,
     discard_after_commit,
+    discard_all_after_commit,
     placement_for,
     require_reachable,
 )
@@ -75,6 +77,7 @@ def _subtree(directory: Inode) -> list[list[_SubtreeRow]]:
             for query in (children.filter(type=InodeType.DIRECTORY).select_for_update(),
                           children.exclude(type=InodeType.DIRECTORY)):
                 level += map(_SubtreeRow._make, query.values_list(*_SubtreeRow._fields))
+                offload.take_turns()
         if not level:
             break
         levels.append(level)
@@ -118,12 +121,13 @@ def delete(user: User, path: str, *, recursive: bool = False,
                  if entry.type == InodeType.FILE]
         for node_id in {entry.node_id for entry in files} - {this_node()}:
             require_reachable(next(entry for entry in files if entry.node_id == node_id))
-        for entry in files:
-            discard_after_commit(entry.backend, entry.blob_key, entry.node_id)
+        discard_all_after_commit([(entry.backend, entry.blob_key, entry.node_id)
+                                  for entry in files])
         # Deepest first: a directory row goes only after its children (the FK protects it).
         for level in reversed([[current.pk], *([entry.pk for entry in level] for level in levels)]):
             for start in range(0, len(level), IDS_PER_QUERY):
                 Inode.objects.filter(pk__in=level[start:start + IDS_PER_QUERY]).only("pk").delete()
+                offload.take_turns()
     record_file_operation("delete", inode.backend)
 
 
@@ -195,6 +199,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
             for start in range(0, len(descendants), IDS_PER_QUERY):
                 Inode.objects.filter(pk__in=descendants[start:start + IDS_PER_QUERY]) \
                     .rebase(old_path, destination)
+                offload.take_turns()
     record_file_operation("move", inode.backend)
     return resolve(destination) or current
 

@@ -57,11 +57,10 @@ def tree(node: Server) -> requests.Session:
 
 
 @contextmanager
-def sqlite_writer_turn_held(server: Server) -> Iterator[None]:
-    """What a long rename does to every other writer of the node: it holds the turn to write
-    (callfs_site.sqlite's queue of writers, a flock beside the database)."""
-    database = server.data_dir.parent / "db.sqlite3"
-    with open(f"{database}.writers", "a+b") as turn:
+def writer_turn_held(node: Server) -> Iterator[None]:
+    """SQLite, with the fast paths: the turn to write (callfs_site.sqlite's flock beside the
+    database), which a long rename holds."""
+    with open(f"{node.data_dir.parent / 'db.sqlite3'}.writers", "a+b") as turn:
         fcntl.flock(turn, fcntl.LOCK_EX)
         try:
             yield
@@ -69,37 +68,23 @@ def sqlite_writer_turn_held(server: Server) -> Iterator[None]:
             fcntl.flock(turn, fcntl.LOCK_UN)
 
 
-@pytest.mark.fastpaths  # the turn to write is callfs_site.sqlite's
-@pytest.mark.skipif(POSTGRES, reason="SQLite's write lock (the PostgreSQL pass: row locks)")
-def test_a_writer_gets_lock_timeout_while_another_change_holds_sqlite(node, tree):
-    with sqlite_writer_turn_held(node):
-        response, took = timed(tree.put, node.url("held/new.txt"), data=b"new")
-        assert_waited_then_refused(response, took)
-        response, took = timed(tree.get, node.url("held/old.txt"))
-        assert (response.status_code, response.content) == (200, b"old")
-        assert took < 1  # readers never wait for writers (WAL)
-    assert tree.put(node.url("held/new.txt"), data=b"new").status_code == 201
-
-
-@pytest.mark.skipif(POSTGRES, reason="SQLite's write lock (the PostgreSQL pass: row locks)")
-def test_sqlite_busy_from_another_program_is_lock_timeout_too(node, tree):
-    """A writer outside the server (a script, the sqlite3 shell) holding a write transaction:
-    SQLite's busy timeout, also CALLFS_LOCK_TIMEOUT, runs out."""
+@contextmanager
+def write_transaction_held(node: Server) -> Iterator[None]:
+    """SQLite: a write transaction of another program (a script, the sqlite3 shell), which
+    SQLite's busy timeout waits for."""
     outsider = sqlite3.connect(node.data_dir.parent / "db.sqlite3", isolation_level=None)
     outsider.execute("BEGIN IMMEDIATE")
     try:
-        response, took = timed(tree.put, node.url("held/busy.txt"), data=b"new")
-        assert_waited_then_refused(response, took)
+        yield
     finally:
         outsider.execute("ROLLBACK")
         outsider.close()
-    assert tree.put(node.url("held/busy.txt"), data=b"new").status_code == 201
 
 
-@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL's row locks (the SQLite pass: its write lock)")
-def test_a_writer_gets_lock_timeout_while_another_change_holds_its_directory(node, tree):
-    """A rename or delete of a tree locks its directories' rows until it commits: a writer into
-    one of them waits at most CALLFS_LOCK_TIMEOUT; writers elsewhere do not wait at all."""
+@contextmanager
+def directory_row_locked(node: Server) -> Iterator[None]:
+    """PostgreSQL: the row of `held/` locked, as a rename or delete of a tree locks its
+    directories until it commits."""
     import psycopg
 
     holder = psycopg.connect(os.environ["DATABASE_URL"].replace("postgres://", "postgresql://"))
@@ -107,13 +92,28 @@ def test_a_writer_gets_lock_timeout_while_another_change_holds_its_directory(nod
         locked = holder.execute("SELECT id FROM filesystem_inode WHERE path = %s FOR UPDATE",
                                 (f"{node.prefix}/held",)).fetchall()
         assert len(locked) == 1
-        response, took = timed(tree.put, node.url("held/new.txt"), data=b"new")
-        assert_waited_then_refused(response, took)
-        response, took = timed(tree.put, node.url("elsewhere.txt"), data=b"new")
-        assert response.status_code == 201 and took < 1, (response.text, took)
-        response, took = timed(tree.get, node.url("held/old.txt"))
-        assert (response.status_code, response.content) == (200, b"old") and took < 1
+        yield
     finally:
         holder.rollback()
         holder.close()
-    assert tree.put(node.url("held/new.txt"), data=b"new").status_code == 201
+
+
+def holders() -> list:
+    if POSTGRES:
+        return [directory_row_locked]
+    stock = os.environ.get("CALLFS_STOCK") == "1"  # Django's own SQLite backend: no turn
+    return [write_transaction_held] + ([] if stock else [writer_turn_held])
+
+
+def test_a_writer_gets_lock_timeout_while_a_long_change_holds_the_database(node, tree):
+    for index, held in enumerate(holders()):
+        with held(node):
+            response, took = timed(tree.put, node.url(f"held/new{index}.txt"), data=b"new")
+            assert_waited_then_refused(response, took)
+            response, took = timed(tree.get, node.url("held/old.txt"))
+            assert (response.status_code, response.content) == (200, b"old")
+            assert took < 1  # readers never wait for writers (WAL; MVCC)
+            if POSTGRES:  # row locks: writers elsewhere do not wait either
+                response, took = timed(tree.put, node.url(f"elsewhere{index}.txt"), data=b"x")
+                assert response.status_code == 201 and took < 1, (response.text, took)
+        assert tree.put(node.url(f"held/new{index}.txt"), data=b"new").status_code == 201

@@ -642,6 +642,27 @@ def test_delete_recursive_removes_the_subtree(auth_client):
     assert content(auth_client, "/rm/a.txt") == b"new"
 
 
+def test_delete_recursive_removes_every_blob_before_it_answers(
+        auth_client, monkeypatch, django_capture_on_commit_callbacks):
+    """The blobs of a deleted tree are gone when the 204 arrives, however many batches their
+    unlinking takes; other files keep theirs."""
+    monkeypatch.setattr("filesystem.services.blobs.DISCARD_BATCH", 3)
+    for index in range(8):
+        make(auth_client, f"/many/d{index % 2}/f{index}", b"%d" % index)
+    make(auth_client, "/kept.txt", b"k")
+    keys = set(Inode.objects.filter(path__startswith="/many/", type="file")
+               .values_list("blob_key", flat=True))
+    assert len(keys) == 8
+    blobs = settings.CALLFS.data_dir / "blobs"
+    on_disk = {path.name for path in blobs.rglob("*") if path.is_file()}
+    assert keys <= on_disk
+    with django_capture_on_commit_callbacks(execute=True):  # the test's transaction "commits"
+        assert auth_client.delete("/v1/files/many/?recursive=true").status_code == 204
+    left = {path.name for path in blobs.rglob("*") if path.is_file()}
+    assert not keys & left
+    assert Inode.objects.get(path="/kept.txt").blob_key in left
+
+
 def test_delete_recursive_on_a_file(auth_client):
     make(auth_client, "/single.txt", b"s")
     assert auth_client.delete("/v1/files/single.txt?recursive=true").status_code == 204

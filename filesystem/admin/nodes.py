@@ -1,10 +1,12 @@
 """Nodes in the admin: registered by the nodes themselves (or `register_node`), with how many
 local-disk files and bytes each holds; a node silent for DOWN_AFTER is flagged down.
 
+Here rather than in cluster because of those counts: cluster sits below filesystem and knows
+nothing of inodes.
+
 A node's id and URL decide where this node sends other nodes' bytes (and signed requests), so
 only superusers add nodes or change those two fields; other staff see them read-only."""
 
-from django.apps import apps
 from django.contrib import admin
 from django.db import models
 from django.db.models import BigIntegerField, Count, OuterRef, Subquery, Sum
@@ -12,13 +14,12 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
 from cluster.models import Node
+from filesystem.models import Inode
 
 
 def _per_node(aggregate):
-    """A subquery of one aggregate over the node's local-disk files. The model is looked up by
-    name: imports go filesystem → cluster, never back."""
-    inode = apps.get_model("filesystem", "Inode")
-    rows = (inode.objects.filter(type="file", backend="localfs", node_id=OuterRef("node_id"))
+    """A subquery of one aggregate over the node's local-disk files."""
+    rows = (Inode.objects.filter(type="file", backend="localfs", node_id=OuterRef("node_id"))
             .order_by().values("node_id").annotate(value=aggregate).values("value"))
     return Subquery(rows, output_field=BigIntegerField())
 

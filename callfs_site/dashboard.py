@@ -1,14 +1,17 @@
 """`{% callfs_dashboard %}`: the totals on the admin index (the default AdminSite has no hook
-for extra index context, so the template asks for them)."""
+for extra index context, so the template asks for them).
+
+It counts files, links and nodes, so it stands above every app, beside the URL conf; the
+template engine loads it as the `callfs_dashboard` library (TEMPLATES in settings)."""
 
 from django import template
-from django.apps import apps
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from cluster.models import Node
 from filesystem import stats
 from filesystem.admin import display
+from links.models import DownloadLink
 
 register = template.Library()
 
@@ -16,8 +19,6 @@ register = template.Library()
 @register.inclusion_tag("callfs_admin/dashboard.html")
 def callfs_dashboard():
     totals = stats.totals()
-    # By name: imports go links → filesystem, never back.
-    links = apps.get_model("links", "DownloadLink")
     nodes = list(Node.objects.all())
     by_node = dict(totals.by_node)
     node_rows = [(node, by_node.pop(node.node_id, stats.Usage())) for node in nodes]
@@ -31,7 +32,7 @@ def callfs_dashboard():
                   for node, usage in node_rows],
         "unregistered": [(node_id or "(none)", usage.files, filesizeformat(usage.bytes))
                          for node_id, usage in unregistered],
-        "active_links": links.objects.redeemable(timezone.now()).count(),
+        "active_links": DownloadLink.objects.redeemable(timezone.now()).count(),
         "nodes_up": sum(node.is_up for node in nodes),
         "nodes_down": sum(not node.is_up for node in nodes),
         "browse_url": display.browse_url(),
