@@ -11,6 +11,8 @@ sticky bit on the parent the user must own the entry or the parent.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from filesystem.exceptions import PermissionDenied
@@ -21,6 +23,18 @@ READ, WRITE, EXECUTE = 4, 2, 1
 STICKY = 0o1000
 
 User = AbstractBaseUser | AnonymousUser
+
+
+class Permissioned(Protocol):
+    """What a check reads of an entry: an Inode, or a row of one (`InodeRow`, a listing's row,
+    `values_list(..., named=True)`), so that paths and listings decide without models."""
+
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def group_id(self) -> int | None: ...
+    @property
+    def mode(self) -> int: ...
 
 
 def is_admin(user: User) -> bool:
@@ -45,24 +59,20 @@ def permission_bits(user: User, owner_id: int, group_id: int | None, mode: int) 
     return mode & 7
 
 
-def allows_raw(user: User, owner_id: int, group_id: int | None, mode: int, wanted: int) -> bool:
-    """`allows` for listing rows read as tuples rather than model instances."""
-    return is_admin(user) or permission_bits(user, owner_id, group_id, mode) & wanted == wanted
+def allows(user: User, entry: Permissioned, wanted: int) -> bool:
+    """Does `entry` grant the user all the `wanted` bits (admins: always)?"""
+    return (is_admin(user)
+            or permission_bits(user, entry.owner_id, entry.group_id, entry.mode) & wanted == wanted)
 
 
-def allows(user: User, inode: Inode, wanted: int) -> bool:
-    return allows_raw(user, inode.owner_id, inode.group_id, inode.mode, wanted)
-
-
-def _require(user: User, inode: Inode, wanted: int) -> None:
-    if not user.is_authenticated or not allows(user, inode, wanted):
+def _require(user: User, entry: Permissioned, wanted: int) -> None:
+    if not user.is_authenticated or not allows(user, entry, wanted):
         raise PermissionDenied()
 
 
-def require_traverse_raw(user: User, owner_id: int, group_id: int | None, mode: int) -> None:
-    """`x` on a directory on the way to an entry, from its row (paths resolve on tuples)."""
-    if not user.is_authenticated or not allows_raw(user, owner_id, group_id, mode, EXECUTE):
-        raise PermissionDenied()
+def require_traverse(user: User, directory: Permissioned) -> None:
+    """`x` on a directory on the way to an entry (paths resolve on rows, not models)."""
+    _require(user, directory, EXECUTE)
 
 
 def require_read(user: User, inode: Inode) -> None:
@@ -77,7 +87,7 @@ def may_see_digest(user: User, inode: Inode) -> bool:
     return user.is_authenticated and allows(user, inode, READ)
 
 
-def can_descend(user: User, directory: Inode) -> bool:
+def can_descend(user: User, directory: Permissioned) -> bool:
     """May a recursive listing go into this directory (read and traverse it)?"""
     return allows(user, directory, READ | EXECUTE)
 
@@ -87,12 +97,12 @@ def require_write(user: User, inode: Inode) -> None:
     _require(user, inode, WRITE)
 
 
-def require_create_in(user: User, parent: Inode) -> None:
+def require_create_in(user: User, parent: Permissioned) -> None:
     """Creating an entry inside the directory `parent`."""
     _require(user, parent, WRITE | EXECUTE)
 
 
-def require_remove(user: User, entry: Inode, parent: Inode) -> None:
+def require_remove(user: User, entry: Permissioned, parent: Permissioned) -> None:
     """Deleting `entry` from `parent`, or renaming it away: `w`+`x` on the parent, and with the
     sticky bit the user must own the entry or the parent."""
     require_create_in(user, parent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -48,12 +49,12 @@ class InodeQuerySet(models.QuerySet):
     def with_names(self) -> InodeQuerySet:
         return self.select_related("owner", "group")
 
-    def rows_at(self, path_list: list[str], *, for_update: bool = False) -> list[tuple]:
-        """The rows of the inodes at these paths, each every column plus the owner's and group's
-        names (positions: `Row`), in one query; `for_update` locks them until the transaction
-        ends (where the database has row locks: SQLite takes its single write lock at BEGIN).
-        Rows stay tuples until a caller needs a model (`Inode.from_row`): ancestors are only
-        checked for `x`. Every request resolves its target and ancestors here: the fast path
+    def rows_at(self, path_list: list[str], *, for_update: bool = False) -> list[InodeRow]:
+        """The rows of the inodes at these paths (`InodeRow`: every column plus the owner's and
+        group's names), in one query; `for_update` locks them until the transaction ends (where
+        the database has row locks: SQLite takes its single write lock at BEGIN). Rows become
+        models only where a caller needs one (`Inode.from_row`): ancestors are only checked for
+        `x`. Every request resolves its target and ancestors here: the fast path
         (`filesystem.rows`) writes the SQL out and caches rows on SQLite."""
         if not path_list:
             return []
@@ -64,7 +65,8 @@ class InodeQuerySet(models.QuerySet):
         query = self.filter(path_hash__in=[paths.path_key(path) for path in path_list])
         if for_update:
             query = query.select_for_update(of=("self",))
-        return list(query.values_list(*_COLUMNS, "owner__username", "group__name"))
+        return list(map(InodeRow._make,
+                        query.values_list(*_COLUMNS, "owner__username", "group__name")))
 
     def with_names_at(self, path_list: list[str], *, for_update: bool = False) -> list[Inode]:
         """`rows_at` as models, owner and group names included."""
@@ -108,6 +110,31 @@ def _aware(value):
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+class InodeRow(NamedTuple):
+    """A row of `InodeQuerySet.rows_at`: every concrete column of an inode by its attname, in
+    `Inode._meta` order (a test holds them to it), then its owner's and group's names. The
+    fast path on SQLite leaves the times as the stored text (`Inode.from_row` parses them)."""
+
+    id: int
+    parent_id: int | None
+    name: str
+    path: str
+    path_hash: str
+    type: str
+    size: int
+    owner_id: int
+    group_id: int | None
+    mode: int
+    ctime: datetime | str
+    mtime: datetime | str
+    backend: str
+    node_id: str
+    blob_key: str
+    sha256: str
+    owner_name: str
+    group_name: str | None
 
 
 class Inode(models.Model):
@@ -187,7 +214,7 @@ class Inode(models.Model):
         return None
 
     @classmethod
-    def from_row(cls, row: tuple | None, db: str = "default") -> Inode | None:
+    def from_row(cls, row: InodeRow | None, db: str = "default") -> Inode | None:
         """A model from a `rows_at` row, owner and group names included (None stays None)."""
         if row is None:
             return None
@@ -195,7 +222,8 @@ class Inode(models.Model):
         for index in _TIME_COLUMNS:
             values[index] = _aware(values[index])
         inode = cls.from_db(db, _COLUMNS, values)
-        inode.__dict__["_owner_name"], inode.__dict__["_group_name"] = row[_NAMES:]
+        inode.__dict__["_owner_name"], inode.__dict__["_group_name"] = \
+            row.owner_name, row.group_name
         return inode
 
     @property
@@ -225,12 +253,3 @@ _COLUMNS = [field.attname for field in Inode._meta.concrete_fields]
 _TIME_COLUMNS = [index for index, field in enumerate(Inode._meta.concrete_fields)
                  if isinstance(field, models.DateTimeField)]
 _NAMES = len(_COLUMNS)  # a row's owner and group names follow its columns
-
-
-class Row:
-    """Positions in a `rows_at` row, for callers that decide on tuples without models."""
-
-    PATH, TYPE, OWNER, GROUP, MODE = (_COLUMNS.index(name) for name in
-                                      ("path", "type", "owner_id", "group_id", "mode"))
-
-

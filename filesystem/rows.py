@@ -17,7 +17,7 @@ import sqlite3
 from django.db import models
 
 from filesystem import paths
-from filesystem.models import _COLUMNS, _TIME_COLUMNS, Inode, Row
+from filesystem.models import Inode, InodeRow
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class _RowCache:
 row_cache = _RowCache()
 
 
-def select_at(connection, path_list: list[str], *, for_update: bool) -> list[tuple]:
+def select_at(connection, path_list: list[str], *, for_update: bool) -> list[InodeRow]:
     """`InodeQuerySet.rows_at` in one written-out query, from the row cache where it can."""
     cache = None if for_update else row_cache.current(connection)
     if cache is not None:
@@ -99,12 +99,12 @@ def select_at(connection, path_list: list[str], *, for_update: bool) -> list[tup
         sql += " FOR UPDATE OF i"  # not the group's row (the nullable side of a join)
     with connection.cursor() as cursor:
         cursor.execute(sql, [paths.path_key(p) for p in path_list])
-        rows = cursor.fetchall()
+        rows = list(map(InodeRow._make, cursor.fetchall()))
     if cache is not None:
         if len(cache) + len(path_list) > ROW_CACHE_ENTRIES:
             cache.clear()
         found = dict.fromkeys(path_list)  # None: no inode there
-        found.update((row[Row.PATH], row) for row in rows)
+        found.update((row.path, row) for row in rows)
         cache.update(found)  # at once: another thread never sees a row's path as absent
     return rows
 
@@ -143,10 +143,10 @@ def _select_at_sql(count: int, vendor: str) -> str:
     rows."""
     user_table = Inode._meta.get_field("owner").related_model._meta.db_table
     group_table = Inode._meta.get_field("group").related_model._meta.db_table
-    time_columns = {_COLUMNS[index] for index in _TIME_COLUMNS}
     columns = ", ".join(
-        f'CAST(i.{name} AS TEXT) AS "{name}"' if vendor == "sqlite" and name in time_columns
-        else f"i.{name}" for name in _COLUMNS)
+        f'CAST(i.{field.column} AS TEXT) AS "{field.column}"'
+        if vendor == "sqlite" and isinstance(field, models.DateTimeField) else f"i.{field.column}"
+        for field in Inode._meta.concrete_fields)
     placeholders = ", ".join(["%s"] * count)
     return (f"SELECT {columns}, u.username, g.name "  # noqa: S608 - names from _meta only
             f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "

@@ -21,7 +21,7 @@ from callfs_site import fastpaths
 from callfs_site.config import load_config
 from callfs_site.headers import set_headers
 from callfs_site.views import CallFSView
-from filesystem.models import Inode, InodeType
+from filesystem.models import Inode, InodeRow, InodeType
 from tests.helpers import upload
 
 
@@ -66,6 +66,11 @@ def test_a_lean_view_may_not_set_what_the_lean_path_skips(setting):
     type("Careful", (CallFSView,), setting).as_view()  # without lean methods, DRF runs them
 
 
+def test_an_inode_row_is_every_column_then_the_owner_and_group_names():
+    assert InodeRow._fields == (*(field.attname for field in Inode._meta.concrete_fields),
+                                "owner_name", "group_name")
+
+
 @pytest.mark.django_db
 def test_path_lookups_give_the_same_rows_either_way(auth_client):
     for path in ("/a/", "/a/b.txt", "/a/c/", "/a/c/ü.txt"):
@@ -73,17 +78,19 @@ def test_path_lookups_give_the_same_rows_either_way(auth_client):
     Inode.objects.filter(path="/a/c").update(group_id=None)
     wanted = ["/", "/a", "/a/b.txt", "/a/c", "/a/c/ü.txt", "/missing"]
     with stock(False):
-        fast = [Inode.from_row(row) for row in Inode.objects.rows_at(wanted)]
+        fast_rows = Inode.objects.rows_at(wanted)
     with stock(True):
-        plain = [Inode.from_row(row) for row in Inode.objects.rows_at(wanted)]
-    assert len(fast) == len(plain) == 5
+        plain_rows = Inode.objects.rows_at(wanted)
+    assert len(fast_rows) == len(plain_rows) == 5
+    assert {type(row) for row in fast_rows + plain_rows} == {InodeRow}
 
     def described(inode: Inode) -> tuple:
         return (*(getattr(inode, name) for name in
                   [field.attname for field in Inode._meta.concrete_fields]),
                 inode.owner_name, inode.group_name)
 
-    assert sorted(map(described, fast)) == sorted(map(described, plain))
+    assert (sorted(described(Inode.from_row(row)) for row in fast_rows)
+            == sorted(described(Inode.from_row(row)) for row in plain_rows))
 
 
 @pytest.mark.django_db

@@ -66,13 +66,13 @@ def _listable_below(user, directory: Inode) -> list[int] | None:
     listable = [directory.pk]
     entered = {directory.pk} if access.allows(user, directory, access.EXECUTE) else set()
     # Shorter paths first: a directory's parent is decided before it.
-    for pk, parent_id, owner_id, group_id, mode in below.order_by(Length("path")).values_list(
-            "id", "parent_id", "owner_id", "group_id", "mode"):
-        if parent_id in entered:
-            if access.allows_raw(user, owner_id, group_id, mode, access.READ):
-                listable.append(pk)
-            if access.allows_raw(user, owner_id, group_id, mode, access.EXECUTE):
-                entered.add(pk)
+    for row in below.order_by(Length("path")).values_list(
+            "id", "parent_id", "owner_id", "group_id", "mode", named=True):
+        if row.parent_id in entered:
+            if access.allows(user, row, access.READ):
+                listable.append(row.id)
+            if access.allows(user, row, access.EXECUTE):
+                entered.add(row.id)
     return listable
 
 

@@ -88,7 +88,7 @@ _NEEDS_X = (" Absent when the caller may read the listed directory but not trave
 
 class FileInfoSerializer(serializers.Serializer):
     """A listing entry (API.md §5.2, plus `group`); documentation only: listings are built from
-    tuples for speed (services._info). In a directory the caller may read (`r`) but not
+    tuples for speed (`filesystem.api.listing`). In a directory the caller may read (`r`) but not
     traverse (`x`), entries carry only `name`, `path` and `type`, as POSIX readdir gives."""
 
     name = serializers.CharField()

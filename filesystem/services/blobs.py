@@ -20,7 +20,7 @@ from filesystem.exceptions import (
     NodeUnavailable,
 )
 from filesystem.models import Inode, InodeType
-from filesystem.services.common import _this_node
+from filesystem.services.common import this_node
 from filesystem.storage import (
     BackendUnavailable,
     ChecksumMismatchError,
@@ -31,6 +31,21 @@ from filesystem.storage import (
 from filesystem.storage.local import LocalStorage
 from filesystem.storage.peer import PeerStorage, PeerUnavailable
 
+__all__ = [
+    "Blob",
+    "BytesReplaced",
+    "backend_call",
+    "committing_blob",
+    "copy_blob",
+    "discard_after_commit",
+    "discard_all_after_commit",
+    "missing_bytes",
+    "placement_for",
+    "require_reachable",
+    "store_blob",
+    "store_of",
+]
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
@@ -38,26 +53,27 @@ CHUNK = 1024 * 1024
 
 def _blob_store(backend: str, node_id: str = "") -> StorageBackend:
     """Where a blob lives: a backend, or for local-disk bytes of another node, that node."""
-    if backend == "localfs" and node_id and node_id != _this_node():
+    if backend == "localfs" and node_id and node_id != this_node():
         return PeerStorage(node_id)
     return _backend(backend)
 
 
-def _home(inode: Inode) -> StorageBackend:
+def store_of(inode: Inode) -> StorageBackend:
+    """The store that holds a file's bytes."""
     return _blob_store(inode.backend, inode.node_id)
 
 
-def _require_reachable(inode: Inode) -> None:
+def require_reachable(inode: Inode) -> None:
     """Before removing a file whose bytes live on another node, make sure that node answers,
     so its blob goes with the metadata instead of being stranded (API.md §11.2: 502)."""
     if inode.type == InodeType.FILE:
-        store = _home(inode)
+        store = store_of(inode)
         if isinstance(store, PeerStorage):
-            with _backend_call(inode.backend, "check"):
+            with backend_call(inode.backend, "check"):
                 store.check()
 
 
-def _discard_after_commit(backend_name: str, key: str, node_id: str = "") -> None:
+def discard_after_commit(backend_name: str, key: str, node_id: str = "") -> None:
     """Delete a blob once the metadata that referenced it is committed away."""
     discard_all_after_commit([(backend_name, key, node_id)])
 
@@ -114,7 +130,7 @@ class BytesReplaced(LockTimeout):
     default_detail = "the file changed while it was being read, try again"
 
 
-def _missing_bytes(inode: Inode) -> CallFSError:
+def missing_bytes(inode: Inode) -> CallFSError:
     """What a missing blob means: replaced or deleted since `inode` was read (BytesReplaced),
     or lost while the metadata still names it (404, logged)."""
     if not Inode.objects.filter(pk=inode.pk, blob_key=inode.blob_key).exists():
@@ -125,7 +141,7 @@ def _missing_bytes(inode: Inode) -> CallFSError:
 
 
 @contextmanager
-def _backend_call(backend: str, operation: str) -> Iterator[None]:
+def backend_call(backend: str, operation: str) -> Iterator[None]:
     """Time a backend call and turn an unreachable backend into 503 SERVICE_UNAVAILABLE."""
     started = time.perf_counter()
     try:
@@ -159,19 +175,19 @@ class Blob:
     node_id: str = ""  # the node whose disk holds them (local-disk backend only)
 
 
-def _placement(backend: str | None = None, node_id: str | None = None) -> tuple[str, str]:
+def placement_for(backend: str | None = None, node_id: str | None = None) -> tuple[str, str]:
     """(backend, node) for new bytes: by default this node's CALLFS_DEFAULT_BACKEND."""
     backend = backend or settings.CALLFS.default_backend
-    return backend, (node_id or _this_node()) if backend == "localfs" else ""
+    return backend, (node_id or this_node()) if backend == "localfs" else ""
 
 
-def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
-           placement: tuple[str, str] | None = None) -> Blob:
-    """Write a stream under a fresh key where `placement` says (default: see _placement)."""
-    backend_name, node_id = placement or _placement()
+def store_blob(chunks: Iterable[bytes], expected_sha256: str | None = None,
+               placement: tuple[str, str] | None = None) -> Blob:
+    """Write a stream under a fresh key where `placement` says (default: `placement_for()`)."""
+    backend_name, node_id = placement or placement_for()
     store = _blob_store(backend_name, node_id)
     try:
-        with _backend_call(backend_name, "write"):
+        with backend_call(backend_name, "write"):
             key = store.new_upload_key()
             result = store.write(key, chunks, expected_sha256)
     except ChecksumMismatchError:
@@ -179,30 +195,30 @@ def _store(chunks: Iterable[bytes], expected_sha256: str | None = None,
     return Blob(backend_name, key, result.size, result.sha256, node_id)
 
 
-def _transfer(inode: Inode, placement: tuple[str, str]) -> Blob:
+def copy_blob(inode: Inode, placement: tuple[str, str]) -> Blob:
     """Copy a file's bytes to `placement` under a fresh key: where they already are, the store
     copies by itself; to another backend or node the bytes stream through here in constant
     memory, and their sha256 is checked on arrival."""
-    source = _home(inode)
+    source = store_of(inode)
     if placement == (inode.backend, inode.node_id if inode.backend == "localfs" else ""):
         key = source.new_key()
         try:
-            with _backend_call(inode.backend, "copy"):
+            with backend_call(inode.backend, "copy"):
                 source.copy(inode.blob_key, key)
         except FileNotFoundError:
-            raise _missing_bytes(inode) from None
+            raise missing_bytes(inode) from None
         return Blob(inode.backend, key, inode.size, inode.sha256, placement[1])
     try:
-        with _backend_call(inode.backend, "open"):
+        with backend_call(inode.backend, "open"):
             reader = source.open(inode.blob_key)
     except FileNotFoundError:
-        raise _missing_bytes(inode) from None
+        raise missing_bytes(inode) from None
     with reader:
-        return _store(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, placement)
+        return store_blob(iter(lambda: reader.read(CHUNK), b""), inode.sha256 or None, placement)
 
 
 @contextmanager
-def _committing_blob(blob: Blob | None) -> Iterator[None]:
+def committing_blob(blob: Blob | None) -> Iterator[None]:
     """If the metadata commit fails, the freshly written blob is removed again."""
     try:
         yield

@@ -1,4 +1,4 @@
-"""What every service module shares: the node, modes, FileInfo, re-reading under lock."""
+"""What every service module shares: the node, modes, FileInfo, and how the database locks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import transaction
 
 from filesystem.models import Inode, InodeType
 
+__all__ = ["Precondition", "file_info", "format_time", "locks_rows", "new_mode", "this_node"]
+
+# A conditional request's test of what a path holds (None: nothing), raising if it fails.
 Precondition = Callable[[Inode | None], None]
 
 
@@ -19,21 +23,25 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _info(name, path, kind, size, mode, owner, group, mtime) -> dict:
-    return {"name": name, "path": path, "type": kind, "size": size, "mode": f"{mode:04o}",
-            "owner": owner or "", "group": group or "", "mtime": format_time(mtime)}
-
-
-def file_info(inode: Inode) -> dict:
+def file_info(inode: Inode) -> dict[str, str | int]:
     """The FileInfo object of API.md §5.2 (plus `group`, §16.2)."""
-    return _info(inode.name or "/", inode.path, inode.type, inode.size, inode.mode,
-                 inode.owner_name, inode.group_name, inode.mtime)
+    return {"name": inode.name or "/", "path": inode.path, "type": inode.type,
+            "size": inode.size, "mode": f"{inode.mode:04o}", "owner": inode.owner_name or "",
+            "group": inode.group_name or "", "mtime": format_time(inode.mtime)}
 
 
-def _this_node() -> str:
+def this_node() -> str:
+    """This node's id: where new local-disk bytes go, and whose disk a blob is on."""
     return settings.CALLFS.node_id
 
 
-def _new_mode(kind: str) -> int:
+def new_mode(kind: str) -> int:
+    """The mode of a new file or directory: rw (rwx for directories) for all, less the umask."""
     base = 0o777 if kind == InodeType.DIRECTORY else 0o666
     return base & ~settings.CALLFS.umask
+
+
+def locks_rows() -> bool:
+    """Does the database lock rows (PostgreSQL)? SQLite takes its single write lock at BEGIN
+    instead, so whatever a transaction reads there stays current until it ends."""
+    return transaction.get_connection().features.has_select_for_update

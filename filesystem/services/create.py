@@ -21,40 +21,57 @@ from filesystem.exceptions import (
     NotADirectory,
 )
 from filesystem.models import Inode, InodeType
+from filesystem.services.authorise import Check, authorise, require_create_below
 from filesystem.services.blobs import (
     Blob,
-    _committing_blob,
-    _discard_after_commit,
-    _placement,
-    _store,
-    _transfer,
+    committing_blob,
+    copy_blob,
+    discard_after_commit,
+    placement_for,
+    store_blob,
 )
-from filesystem.services.common import Precondition, _new_mode, _this_node
-from filesystem.services.lookup import _check_can_create, _walk, on_current_version, stat
+from filesystem.services.common import Precondition, locks_rows, new_mode, this_node
+from filesystem.services.lookup import on_current_version, stat
+
+__all__ = [
+    "SMALL_UPLOAD",
+    "copy_file",
+    "create_file",
+    "locked_parent",
+    "make_directory",
+    "write_file",
+]
 
 _RETRIES = 5
-_LOOK_UP = object()
 # Up to this many bytes (by Content-Length) an upload is read into memory and stored before
 # anything is looked up, and checked once, under the lock: without the lookup before storing
 # a small PUT costs markedly fewer instructions (measured: BENCHMARKS.md). Larger bodies are
 # checked first, so that a refused upload is refused before its bytes are read.
 SMALL_UPLOAD = 64 * 1024
 
+# What an upload or a mkdir goes on with: (the entry at the path or None, its deepest existing
+# ancestor), as their checks give them.
+_Found = tuple[Inode | None, Inode | None]
 
-def _locked_parent(user: User, path: str, owner_id: int | None = None,
-                   create_missing: bool = True, *, parent: Inode | None | object = _LOOK_UP
-                   ) -> Inode:
-    """Inside a transaction: the directory that will hold `path`, locked FOR UPDATE, with any
-    missing ancestors created first (owned by `owner_id`, default the user). `parent` is what
-    the caller's own locking query found there (None: nothing)."""
+
+def locked_parent(user: User, path: str, nearest: Inode | None, *, owner_id: int | None = None,
+                  create_missing: bool = True) -> Inode:
+    """Inside a transaction, after `authorise(..., locked=True)` found `nearest` (the deepest
+    existing ancestor of `path`): the directory that will hold `path`, locked FOR UPDATE, with
+    any missing ancestors created first (owned by `owner_id`, default the user), or 400 without
+    `create_missing`."""
     chain = paths.ancestors(path)
-    # The common case first: the parent exists. One locking query, no chain walk.
-    if parent is _LOOK_UP:
-        parent = next(iter(Inode.objects.with_names_at([chain[-1]], for_update=True)), None)
-    if parent is not None:
-        if not parent.is_dir:
-            raise NotADirectory(f"{parent.path} is not a directory")
-        return parent
+    # The common case first: the parent exists. SQLite's BEGIN locked it with the rest of the
+    # database before the walk read it; with row locks it is locked now, by one query, and
+    # only to create in it, so that overwrites in one directory do not queue on its row.
+    if nearest is not None and nearest.path == chain[-1]:
+        parent = nearest
+        if locks_rows():
+            parent = next(iter(Inode.objects.with_names_at([chain[-1]], for_update=True)), None)
+        if parent is not None:
+            if not parent.is_dir:
+                raise NotADirectory(f"{parent.path} is not a directory")
+            return parent
     for _ in range(_RETRIES):
         found = {i.path: i for i in Inode.objects.at_any(chain)}
         index = max(i for i, p in enumerate(chain) if p in found)
@@ -74,30 +91,17 @@ def _locked_parent(user: User, path: str, owner_id: int | None = None,
             parent = Inode.objects.insert(Inode(
                 parent=parent, name=paths.name_of(missing), path=missing,
                 type=InodeType.DIRECTORY, owner_id=owner_id or user.pk,
-                group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
+                group_id=parent.group_id, mode=new_mode(InodeType.DIRECTORY),
                 backend=parent.backend if parent.parent_id else settings.CALLFS.default_backend,
-                node_id=_this_node(),
+                node_id=this_node(),
             ))
         return parent
     raise FileAlreadyExists("the directory changed while creating the path, try again")
 
 
-def _locked_entry_and_parent(path: str) -> tuple[Inode | None, Inode | None | object]:
-    """Inside a transaction: (the entry at `path` locked FOR UPDATE or None, its parent
-    directory or None, or _LOOK_UP when the parent is not locked yet). With row locks
-    (PostgreSQL) the parent is left to `_locked_parent`, i.e. locked only to create in it, so
-    overwrites in one directory do not queue on its row; SQLite locks the whole database at
-    BEGIN, so both rows come from one query."""
-    if transaction.get_connection().features.has_select_for_update:
-        return next(iter(Inode.objects.with_names_at([path], for_update=True)), None), _LOOK_UP
-    parent_path = paths.parent_of(path)
-    found = {i.path: i for i in Inode.objects.with_names_at([path, parent_path])}
-    return found.get(path), found.get(parent_path)
-
-
 def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
     """The 409 for a create onto an existing entry; §11.3's object when it lives elsewhere."""
-    if existing.node_id and existing.node_id != _this_node() and existing.backend == "localfs":
+    if existing.node_id and existing.node_id != this_node() and existing.backend == "localfs":
         if existing.is_dir:
             suggestion = ("Directory already exists on another server. Use GET to access it."
                           if wants_directory else
@@ -122,68 +126,63 @@ def _conflict(existing: Inode, wants_directory: bool) -> FileAlreadyExists:
     return FileAlreadyExists()
 
 
+def _making_directory(user: User) -> Check[_Found]:
+    """The check of mkdir -p: an existing directory will do; a file there is a 409; else the
+    user must be able to create below the deepest existing ancestor."""
+
+    def check(existing: Inode | None, nearest: Inode | None) -> _Found:
+        if existing is None:
+            require_create_below(user, nearest)
+        elif not existing.is_dir:
+            raise _conflict(existing, wants_directory=True)
+        return existing, nearest
+
+    return check
+
+
 def make_directory(user: User, path: str) -> tuple[Inode, bool]:
     """mkdir -p: create `path` and missing parents; an existing directory is fine (False)."""
-    existing, nearest = _walk(user, path)
+    making = _making_directory(user)
+    existing, _ = authorise(user, path, making)
     if existing is not None:
-        if existing.is_dir:
-            return existing, False
-        raise _conflict(existing, wants_directory=True)
-    _check_can_create(user, nearest)
+        return existing, False
     with distributed_lock(path), transaction.atomic():
-        existing, parent = _locked_entry_and_parent(path)
+        existing, nearest = authorise(user, path, making, locked=True)
         if existing is not None:
-            if existing.is_dir:
-                return existing, False
-            raise _conflict(existing, wants_directory=True)
-        parent = _locked_parent(user, path, parent=parent)
+            return existing, False
+        parent = locked_parent(user, path, nearest)
         access.require_create_in(user, parent)
         inode = _insert_new(Inode(
             parent=parent, name=paths.name_of(path), path=path, type=InodeType.DIRECTORY,
-            owner_id=user.pk, group_id=parent.group_id, mode=_new_mode(InodeType.DIRECTORY),
-            backend=settings.CALLFS.default_backend, node_id=_this_node(),
+            owner_id=user.pk, group_id=parent.group_id, mode=new_mode(InodeType.DIRECTORY),
+            backend=settings.CALLFS.default_backend, node_id=this_node(),
         ))
     record_file_operation("mkdir", inode.backend)
     return inode, True
 
 
-def _check_target(user: User, path: str, *, replace: bool,
-                  precondition: Precondition | None) -> Inode | None:
-    """Before any byte moves: may the user put a file at `path`? (Checked again at commit.)"""
-    existing, nearest = _walk(user, path)
-    _check_put(user, path, existing, nearest, replace=replace, precondition=precondition)
-    return existing
+def _putting(user: User, path: str, *, replace: bool,
+             precondition: Precondition | None) -> Check[_Found]:
+    """The check of putting a file at `path`: the precondition, then the right to create it, or
+    with `replace` to overwrite the file there (without, what is there is a 409)."""
 
+    def check(existing: Inode | None, nearest: Inode | None) -> _Found:
+        if path == paths.ROOT:
+            raise IsADirectory("the root is a directory")
+        if precondition:
+            precondition(existing)
+        if existing is None:
+            require_create_below(user, nearest)
+        elif not replace:
+            access.require_create_in(user, nearest)
+            raise _conflict(existing, wants_directory=False)
+        elif existing.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        else:
+            access.require_write(user, existing)
+        return existing, nearest
 
-def _check_put(user: User, path: str, existing: Inode | None, nearest: Inode | None, *,
-               replace: bool, precondition: Precondition | None) -> None:
-    """May the user put a file at `path`, given what `_walk` found there?"""
-    if path == paths.ROOT:
-        raise IsADirectory("the root is a directory")
-    if precondition:
-        precondition(existing)
-    if existing is None:
-        _check_can_create(user, nearest)
-        return
-    if not replace:
-        access.require_create_in(user, nearest)
-        raise _conflict(existing, wants_directory=False)
-    if existing.is_dir:
-        raise IsADirectory(f"{path} is a directory")
-    access.require_write(user, existing)
-
-
-def _locked_walk(user: User, path: str) -> tuple[Inode | None, Inode | None, Inode | None | object]:
-    """Inside a transaction: `_walk` (`x` checked on every ancestor) with the entry locked FOR
-    UPDATE: (the entry or None, the deepest existing ancestor, and the parent as
-    `_locked_entry_and_parent` gives it). On SQLite, whose BEGIN locks the whole database, that
-    is the walk's one query; with row locks the entry is then locked by a second."""
-    entry, nearest = _walk(user, path)
-    if transaction.get_connection().features.has_select_for_update:
-        entry = next(iter(Inode.objects.with_names_at([path], for_update=True)), None)
-        return entry, nearest, _LOOK_UP
-    is_parent = nearest is not None and nearest.path == paths.parent_of(path)
-    return entry, nearest, nearest if is_parent else None
+    return check
 
 
 class _StoredElsewhere(Exception):
@@ -191,39 +190,29 @@ class _StoredElsewhere(Exception):
     was stored on (see `_store_small_first`)."""
 
 
-def _commit(user: User, path: str, blob: Blob, *, replace: bool,
-            precondition: Precondition | None, checked: bool = True) -> tuple[Inode, bool]:
-    """Point `path` at a stored blob: create the file, or (with `replace`) swap its bytes in one
-    transaction so readers see the old or the new content, never a mix. Unless `checked`
-    (by `_check_target` before the bytes were stored), every check is made here, once."""
-    with _committing_blob(blob), distributed_lock(path), transaction.atomic():
-        if checked:
-            current, parent = _locked_entry_and_parent(path)
-            if precondition:
-                precondition(current)
-        else:
-            current, nearest, parent = _locked_walk(user, path)
-            _check_put(user, path, current, nearest, replace=replace, precondition=precondition)
-            if current is not None and _placement(current.backend, current.node_id) != (
-                    blob.backend, blob.node_id):
-                raise _StoredElsewhere()
+def _commit(user: User, path: str, blob: Blob, putting: Check[_Found], *,
+            stored_first: bool = False) -> tuple[Inode, bool]:
+    """Point `path` at a stored blob, `putting` checked again under the lock: create the file,
+    or swap its bytes in one transaction so readers see the old or the new content, never a
+    mix. `stored_first`: the blob went to this node's default placement before anything was
+    looked up, which does not suit a file kept elsewhere (`_StoredElsewhere`)."""
+    with committing_blob(blob), distributed_lock(path), transaction.atomic():
+        current, nearest = authorise(user, path, putting, locked=True)
         if current is None:
-            parent = _locked_parent(user, path, parent=parent)
+            parent = locked_parent(user, path, nearest)
             access.require_create_in(user, parent)
             now = timezone.now()
             inode = _insert_new(Inode(
                 parent=parent, name=paths.name_of(path), path=path, type=InodeType.FILE,
                 size=blob.size, owner_id=user.pk, group_id=parent.group_id,
-                mode=_new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
+                mode=new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
                 blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now))
             record_file_operation("create", blob.backend)
             return inode, True
-        if not replace:
-            raise _conflict(current, wants_directory=False)
-        if current.is_dir:
-            raise IsADirectory(f"{path} is a directory")
-        access.require_write(user, current)
-        _discard_after_commit(current.backend, current.blob_key, current.node_id)
+        if stored_first and placement_for(current.backend, current.node_id) != (
+                blob.backend, blob.node_id):
+            raise _StoredElsewhere()
+        discard_after_commit(current.backend, current.blob_key, current.node_id)
         now = timezone.now()
         current.size, current.sha256, current.mtime, current.ctime = \
             blob.size, blob.sha256, now, now
@@ -243,28 +232,26 @@ def _insert_new(inode: Inode) -> Inode:
         raise FileAlreadyExists() from None
 
 
-def _store_small_first(user: User, path: str, chunks: Iterable[bytes], length: int | None, *,
-                       replace: bool, expected_sha256: str | None,
-                       precondition: Precondition | None
+def _store_small_first(user: User, path: str, chunks: Iterable[bytes], length: int | None,
+                       putting: Check[_Found], expected_sha256: str | None
                        ) -> tuple[tuple[Inode, bool] | None, Iterable[bytes]]:
     """An upload of at most SMALL_UPLOAD bytes by `length`, read into memory: stored at this
-    node's default placement first, then checked and committed with one lookup under the lock
-    (`_commit(checked=False)`), instead of a lookup before storing and another under the lock.
-    Returns (the result, or None for the long way, taken by larger uploads and by an overwrite
-    of a file that lives elsewhere, whose first copy is gone again; the body's chunks for it)."""
+    node's default placement first, then checked and committed with one lookup under the lock,
+    instead of a lookup before storing and another under the lock. Returns (the result, or None
+    for the long way, taken by larger uploads and by an overwrite of a file that lives
+    elsewhere, whose first copy is gone again; the body's chunks for it)."""
     if length is None or length > SMALL_UPLOAD:
         return None, chunks
     data = b"".join(chunks)
     try:
-        blob = _store([data], expected_sha256)
+        blob = store_blob([data], expected_sha256)
     except Exception:
         # What the long way would have answered before reading the body comes first (a 403
         # before a checksum mismatch or a failing disk).
-        _check_target(user, path, replace=replace, precondition=precondition)
+        authorise(user, path, putting)
         raise
     try:
-        return _commit(user, path, blob, replace=replace, precondition=precondition,
-                       checked=False), [data]
+        return _commit(user, path, blob, putting, stored_first=True), [data]
     except _StoredElsewhere:
         return None, [data]
 
@@ -275,13 +262,12 @@ def create_file(user: User, path: str, chunks: Iterable[bytes], *,
     `length`: the body's announced size, if known (small bodies take a shorter way)."""
     if path == paths.ROOT:
         raise FileAlreadyExists("the root directory exists")
-    created, chunks = _store_small_first(user, path, chunks, length, replace=False,
-                                         expected_sha256=expected_sha256, precondition=None)
+    putting = _putting(user, path, replace=False, precondition=None)
+    created, chunks = _store_small_first(user, path, chunks, length, putting, expected_sha256)
     if created is not None:
         return created[0]
-    _check_target(user, path, replace=False, precondition=None)
-    return _commit(user, path, _store(chunks, expected_sha256), replace=False,
-                   precondition=None)[0]
+    authorise(user, path, putting)
+    return _commit(user, path, store_blob(chunks, expected_sha256), putting)[0]
 
 
 def write_file(user: User, path: str, chunks: Iterable[bytes], *,
@@ -290,17 +276,15 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
                length: int | None = None) -> tuple[Inode, bool]:
     """PUT: create or overwrite a file; concurrent writers end with exactly one writer's bytes.
     Returns (inode, created). `length`: the body's announced size, if known."""
-    written, chunks = _store_small_first(user, path, chunks, length, replace=True,
-                                         expected_sha256=expected_sha256,
-                                         precondition=precondition)
+    putting = _putting(user, path, replace=True, precondition=precondition)
+    written, chunks = _store_small_first(user, path, chunks, length, putting, expected_sha256)
     if written is not None:
         return written
-    existing = _check_target(user, path, replace=True, precondition=precondition)
+    existing, _ = authorise(user, path, putting)
     # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
     # PUT to the owner); a new file goes to this node's default backend.
-    placement = _placement(existing.backend, existing.node_id) if existing else _placement()
-    return _commit(user, path, _store(chunks, expected_sha256, placement), replace=True,
-                   precondition=precondition)
+    placement = placement_for(existing.backend, existing.node_id) if existing else placement_for()
+    return _commit(user, path, store_blob(chunks, expected_sha256, placement), putting)
 
 
 def copy_file(user: User, source: str, path: str, *, replace: bool,
@@ -314,9 +298,10 @@ def copy_file(user: User, source: str, path: str, *, replace: bool,
         return original
 
     original = look_up()
-    _check_target(user, path, replace=replace, precondition=precondition)
+    putting = _putting(user, path, replace=replace, precondition=precondition)
+    authorise(user, path, putting)
     # The source overwritten as its bytes are opened: its new version is copied.
-    blob = on_current_version(look_up, lambda inode: _transfer(inode, _placement()),
+    blob = on_current_version(look_up, lambda inode: copy_blob(inode, placement_for()),
                               first=original)
     record_file_operation("copy", blob.backend)
-    return _commit(user, path, blob, replace=replace, precondition=precondition)
+    return _commit(user, path, blob, putting)

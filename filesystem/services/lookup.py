@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, NamedTuple, TypeVar
 
 from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from callfs_site.metrics import record_file_operation
 from filesystem import access, paths
@@ -22,8 +23,28 @@ from filesystem.exceptions import (
     IsADirectory,
     NotADirectory,
 )
-from filesystem.models import Inode, InodeType, Row
-from filesystem.services.blobs import BytesReplaced, _backend_call, _home, _missing_bytes
+from filesystem.models import Inode, InodeRow, InodeType
+from filesystem.services.blobs import BytesReplaced, backend_call, missing_bytes, store_of
+
+__all__ = [
+    "DEFAULT_LISTING_DEPTH",
+    "LISTING_PAGE",
+    "LISTING_PENDING",
+    "LISTING_PREFETCH_ROWS",
+    "MAX_LISTING_DEPTH",
+    "READ_ATTEMPTS",
+    "Entry",
+    "Listing",
+    "Position",
+    "list_children",
+    "list_directory",
+    "on_current_version",
+    "open_file",
+    "read_file",
+    "resolve",
+    "stat",
+    "walk_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,49 +64,33 @@ def resolve(path: str) -> Inode | None:
     return Inode.objects.with_names().at(path).first()
 
 
-def _walk_rows(user: User, path: str) -> tuple[tuple | None, tuple | None]:
+def walk_rows(user: User, path: str) -> tuple[InodeRow | None, InodeRow | None]:
     """(the row at `path` or None, the row of its deepest existing ancestor) from one query for
     the entry and all its ancestors, checking `x` on each directory passed through - so a
     directory the user cannot traverse answers 403 and leaks nothing about what lies below it."""
     chain = paths.ancestors(path)
-    rows = {row[Row.PATH]: row for row in Inode.objects.rows_at([*chain, path])}
+    rows = {row.path: row for row in Inode.objects.rows_at([*chain, path])}
     deepest = None
     for ancestor in chain:
         row = rows.get(ancestor)
-        if row is None or row[Row.TYPE] != InodeType.DIRECTORY:
+        if row is None or row.type != InodeType.DIRECTORY:
             return None, row or deepest
-        access.require_traverse_raw(user, row[Row.OWNER], row[Row.GROUP], row[Row.MODE])
+        access.require_traverse(user, row)
         deepest = row
     return rows.get(path), deepest
-
-
-def _walk(user: User, path: str) -> tuple[Inode | None, Inode | None]:
-    """`_walk_rows` as models: (the entry or None, the deepest existing ancestor or None)."""
-    entry, deepest = _walk_rows(user, path)
-    return Inode.from_row(entry), Inode.from_row(deepest)
 
 
 def stat(user: User, path: str, *, read: bool = False) -> Inode:
     """The inode at `path` if the user may reach it (`x` on every ancestor); 404 if missing.
     With `read`, also `r` on the entry itself (a file's bytes, a directory's names), so that a
     GET answers 403 before any conditional or Range is weighed against the content."""
-    entry, _ = _walk_rows(user, path)
+    entry, _ = walk_rows(user, path)
     if entry is None:
         raise FileNotFound()
     inode = Inode.from_row(entry)
     if read:
         access.require_read(user, inode)
     return inode
-
-
-def _check_can_create(user: User, nearest: Inode | None) -> None:
-    """Before reading an upload: may the user create an entry below `nearest`, the deepest
-    existing ancestor of the new path (missing directories in between are made by the user)?"""
-    if nearest is None:
-        raise FileNotFound("the root directory is missing; run 'manage.py migrate'")
-    if not nearest.is_dir:
-        raise NotADirectory(f"{nearest.path} is not a directory")
-    access.require_create_in(user, nearest)
 
 
 # Listings read rows a page at a time while their answer is sent, so a listing holds at most
@@ -97,7 +102,7 @@ LISTING_PREFETCH_ROWS = 4000  # children of small directories read ahead, severa
 
 # An entry: FileInfo's fields in order (name, path, type, size, mode, owner, group, mtime), mode
 # an int, mtime RFC 3339 text.
-Entry = tuple
+Entry = tuple[str, str, str, int, int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -175,13 +180,47 @@ def list_directory(user: User, path: str, *, recursive: bool = False,
                    depth + 1 if full else 1, depth + 1)
 
 
+class _ListingRow(NamedTuple):
+    """A row of a listing's query (`_listing_sql` selects these fields, in this order): what
+    decides permissions and order, then the entry's FileInfo; on SQLite `mtime` is the stored
+    text, cut to shape by `_entry` without parsing. The walk keeps rows as the database driver
+    gives them, plain tuples in this order, and names them where it reads them: by unpacking
+    (`_entry`), by field position (`_TYPE`, `_PARENT_ID`), or as a _ListingRow for the few it
+    enters or pages after. A _ListingRow for every row would make listings markedly slower on
+    CPython 3.11: building one per row, reading its attributes, and the garbage collector,
+    which never stops tracking tuple subclasses (BENCHMARKS.md)."""
+
+    id: int
+    parent_id: int
+    owner_id: int
+    group_id: int | None
+    name: str
+    path: str
+    type: str
+    size: int
+    mode: int
+    owner_name: str
+    group_name: str | None
+    mtime: datetime | str
+
+
+class _SubdirectoryRow(NamedTuple):
+    """A row of `_SUBDIRECTORIES`: what choosing the subdirectories to enter needs."""
+
+    id: int
+    name: str
+    owner_id: int
+    group_id: int | None
+    mode: int
+
+
 class _Frame:
     """A directory of a walk: its children (after `after`) first, then its subdirectories'
     subtrees, those in `pending` first, then more read by name after `last_dir`."""
 
     __slots__ = ("id", "level", "after", "listed", "pending", "last_dir", "more_dirs")
 
-    def __init__(self, directory_id: int, level: int):
+    def __init__(self, directory_id: int, level: int) -> None:
         self.id, self.level = directory_id, level
         self.after: tuple[str, str] | None = None  # (type, name) of the entry to go on after
         self.listed = False
@@ -211,16 +250,15 @@ class _Walk:
         for name in through:
             path = paths.join(path, name)
             on_the_way.append(path)
-        rows = {row[Row.PATH]: row for row in Inode.objects.rows_at(on_the_way)}
+        rows = {row.path: row for row in Inode.objects.rows_at(on_the_way)}
         for name, path in zip(through, on_the_way, strict=True):
             frame = stack[-1]
             frame.listed, frame.last_dir = True, name  # its subdirectories after this one
             row = rows.get(path)
             if (frame.level + 1 >= self.levels or row is None
-                    or row[Row.TYPE] != InodeType.DIRECTORY or not self._may_enter(
-                        row[Row.OWNER], row[Row.GROUP], row[Row.MODE])):
+                    or row.type != InodeType.DIRECTORY or not access.can_descend(self.user, row)):
                 return stack  # gone, replaced or closed since: its subtree is skipped
-            stack.append(_Frame(Inode.from_row(row).pk, frame.level + 1))
+            stack.append(_Frame(row.id, frame.level + 1))
         stack[-1].after = (after.type, last)
         return stack
 
@@ -271,30 +309,27 @@ class _Walk:
                 yield from map(_entry, rows)
                 if len(rows) < LISTING_PAGE:
                     break
-                last = rows[-1][_NAME]
-
-    def _may_enter(self, owner_id: int, group_id: int | None, mode: int) -> bool:
-        return access.allows_raw(self.user, owner_id, group_id, mode,
-                                 access.READ | access.EXECUTE)
+                last = _ListingRow._make(rows[-1]).name
 
     def _keep_subdirectories(self, frame: _Frame, rows: list[tuple]) -> None:
         """The subdirectories to enter, from a directory's complete rows (the first
         LISTING_PENDING; the rest are read by name later)."""
-        enter = [row for row in rows if row[_TYPE] == InodeType.DIRECTORY
-                 and self._may_enter(row[_OWNER], row[_GROUP], row[_MODE])]
-        frame.pending.extend(row[_ID] for row in enter[:LISTING_PENDING])
+        directories = [_ListingRow._make(row) for row in rows if row[_TYPE] == InodeType.DIRECTORY]
+        enter = [row for row in directories if access.can_descend(self.user, row)]
+        frame.pending.extend(row.id for row in enter[:LISTING_PENDING])
         frame.more_dirs = len(enter) > LISTING_PENDING
         if frame.more_dirs:
-            frame.last_dir = enter[LISTING_PENDING - 1][_NAME]
+            frame.last_dir = enter[LISTING_PENDING - 1].name
 
     def _read_subdirectories(self, frame: _Frame) -> None:
         """The next subdirectories to enter, by name after the last one read."""
         while frame.more_dirs and not frame.pending:
-            rows = _rows(_sql(_SUBDIRECTORIES), [frame.id, frame.last_dir, LISTING_PENDING])
-            frame.pending.extend(row[0] for row in rows if self._may_enter(*row[2:]))
+            rows = list(map(_SubdirectoryRow._make, _rows(
+                _SUBDIRECTORIES, [frame.id, frame.last_dir, LISTING_PENDING])))
+            frame.pending.extend(row.id for row in rows if access.can_descend(self.user, row))
             frame.more_dirs = len(rows) == LISTING_PENDING
             if rows:
-                frame.last_dir = rows[-1][1]
+                frame.last_dir = rows[-1].name
 
     def _read_ahead(self, ids: list[int]) -> None:
         """The children of the directories among `ids` (the next ones the walk enters) that
@@ -318,18 +353,18 @@ class _Walk:
             return  # one directory reads its own first page as cheaply
         found: dict[int, list[tuple]] = {i: [] for i in chosen}
         for row in _listing_rows(_sql(_IN_PARENTS, len(chosen)), chosen):
-            found[row[_PARENT]].append(row)
+            found[row[_PARENT_ID]].append(row)
         for i, rows in found.items():
             del self.sizes[i]
             self.ahead[i] = _files_first(rows)
             self.ahead_rows += len(rows)
 
 
-_ID, _PARENT, _OWNER, _GROUP, _NAME, _PATH, _TYPE, _MODE = 0, 1, 2, 3, 4, 5, 6, 8
 _FIRST = "i.parent_id = %s ORDER BY i.name LIMIT %s"
 _OF_TYPE = "i.parent_id = %s AND i.type = %s AND i.name > %s ORDER BY i.name LIMIT %s"
 _IN_PARENTS = "i.parent_id IN ({}) ORDER BY i.parent_id, i.name"
-_SUBDIRECTORIES = (f"SELECT id, name, owner_id, group_id, mode FROM {Inode._meta.db_table} "  # noqa: S608
+_SUBDIRECTORIES = (f"SELECT {', '.join(_SubdirectoryRow._fields)} "  # noqa: S608
+                   f"FROM {Inode._meta.db_table} "
                    f"WHERE parent_id = %s AND type = '{InodeType.DIRECTORY}' AND name > %s "
                    "ORDER BY name LIMIT %s")
 _COUNTS = (f"SELECT parent_id, COUNT(*) FROM {Inode._meta.db_table} "  # noqa: S608
@@ -337,24 +372,25 @@ _COUNTS = (f"SELECT parent_id, COUNT(*) FROM {Inode._meta.db_table} "  # noqa: S
 
 
 @functools.cache
-def _sql(template: str, count: int = 0) -> str:
-    return template.format(", ".join(["%s"] * count)) if count else template
+def _sql(template: str, count: int) -> str:
+    """`template` with its IN ({}) holding `count` placeholders."""
+    return template.format(", ".join(["%s"] * count))
 
 
 @functools.cache
 def _listing_sql(where: str, vendor: str) -> str:
-    """The row of a listing entry, with the ids that decide permissions first (`_ID`...). On
-    SQLite mtime comes back as its stored text, cut to shape by `_entry` without parsing."""
+    """The SELECT of `_ListingRow`s. On SQLite mtime comes back as its stored text."""
     user_table = Inode._meta.get_field("owner").related_model._meta.db_table
     group_table = Inode._meta.get_field("group").related_model._meta.db_table
-    mtime = "CAST(i.mtime AS TEXT)" if vendor == "sqlite" else "i.mtime"
-    return ("SELECT i.id, i.parent_id, i.owner_id, i.group_id, i.name, i.path, i.type, "  # noqa: S608
-            f"i.size, i.mode, u.username, g.name, {mtime} "  # names from _meta only
+    not_inode_columns = {"owner_name": "u.username", "group_name": "g.name",
+                         "mtime": "CAST(i.mtime AS TEXT)" if vendor == "sqlite" else "i.mtime"}
+    columns = ", ".join(not_inode_columns.get(name, f"i.{name}") for name in _ListingRow._fields)
+    return (f"SELECT {columns} "  # noqa: S608 - names from _meta and _ListingRow only
             f"FROM {Inode._meta.db_table} i JOIN {user_table} u ON u.id = i.owner_id "
             f"LEFT JOIN {group_table} g ON g.id = i.group_id WHERE {where}")
 
 
-def _connection():
+def _connection() -> BaseDatabaseWrapper:
     return connections[router.db_for_read(Inode)]
 
 
@@ -365,7 +401,12 @@ def _rows(sql: str, params: list) -> list[tuple]:
 
 
 def _listing_rows(where: str, params: list) -> list[tuple]:
+    """The rows (in `_ListingRow`'s order) of the listing query with this WHERE clause."""
     return _rows(_listing_sql(where, _connection().vendor), params)
+
+
+# The fields read of every row of a small directory, by their positions in _ListingRow.
+_TYPE, _PARENT_ID = _ListingRow._fields.index("type"), _ListingRow._fields.index("parent_id")
 
 
 def _files_first(rows: list[tuple]) -> list[tuple]:
@@ -379,7 +420,8 @@ def _is_directory(row: tuple) -> bool:
 
 
 def _entry(row: tuple) -> Entry:
-    mtime = row[11]
+    """The entry of a listing row (every row listed passes here, once)."""
+    _id, _parent_id, _owner_id, _group_id, name, path, kind, size, mode, owner, group, mtime = row
     if type(mtime) is str and len(mtime) in (19, 26) and mtime[10] == " ":
         text = f"{mtime[:10]}T{mtime[11:19]}Z"  # SQLite's text of a naive UTC time
     else:
@@ -388,7 +430,7 @@ def _entry(row: tuple) -> Entry:
         if mtime.tzinfo is None:
             mtime = mtime.replace(tzinfo=UTC)
         text = mtime.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (row[4], row[5], row[6], row[7], row[8], row[9], row[10] or "", text)
+    return (name, path, kind, size, mode, owner, group or "", text)
 
 
 def on_current_version(look_up: Callable[[], Inode], attempt: Callable[[Inode], T], *,
@@ -417,13 +459,13 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
     """Open a file's bytes for streaming, after every check (nothing can become JSON later).
     BytesReplaced if the inode is no longer current: see `on_current_version`."""
     with _reading(user, inode, "open"):
-        return _home(inode).open(inode.blob_key, start, length)
+        return store_of(inode).open(inode.blob_key, start, length)
 
 
 def read_file(user: User, inode: Inode, start: int, length: int) -> bytes:
     """A small range of a file's bytes at once, after the same checks as open_file."""
     with _reading(user, inode, "read"):
-        data = _home(inode).read(inode.blob_key, start, length)
+        data = store_of(inode).read(inode.blob_key, start, length)
     if len(data) != length:
         raise RuntimeError(f"the blob of {inode.path} is {length - len(data)} bytes shorter "
                            "than recorded")
@@ -436,8 +478,8 @@ def _reading(user: User, inode: Inode, operation: str) -> Iterator[None]:
     if inode.is_dir:
         raise IsADirectory(f"{inode.path} is a directory")
     try:
-        with _backend_call(inode.backend, operation):
+        with backend_call(inode.backend, operation):
             yield
     except FileNotFoundError:
-        raise _missing_bytes(inode) from None
+        raise missing_bytes(inode) from None
     record_file_operation("read", inode.backend)

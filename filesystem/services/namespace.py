@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -29,58 +28,27 @@ from filesystem.exceptions import (
     PermissionDenied,
 )
 from filesystem.models import Inode, InodeType
+from filesystem.services.authorise import Check, authorise, require_create_below
 from filesystem.services.blobs import (
     Blob,
-    _committing_blob,
-    _discard_after_commit,
-    _placement,
-    _require_reachable,
-    _transfer,
+    committing_blob,
+    copy_blob,
+    discard_after_commit,
     discard_all_after_commit,
+    placement_for,
+    require_reachable,
 )
-from filesystem.services.common import Precondition, _this_node
-from filesystem.services.create import _locked_parent, _locked_walk
-from filesystem.services.lookup import _check_can_create, _walk, resolve
+from filesystem.services.common import Precondition, this_node
+from filesystem.services.create import locked_parent
+from filesystem.services.lookup import resolve
 from filesystem.storage import available_backends
 
-T = TypeVar("T")
+__all__ = ["change_metadata", "delete", "move"]
+
 IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
-# A check of what a path holds: (the entry or None, its deepest existing ancestor) -> a result,
-# or an error raised. See `_checked`.
-Check = Callable[[Inode | None, Inode | None], T]
 
 
-def _checked(user: User, path: str, check: Check[T], *, locked: bool = False) -> T:
-    """What `check` makes of the entry at `path` and its deepest existing ancestor (the parent,
-    when the entry exists), with `x` checked on every directory on the way. Each verb runs one
-    `check` twice: first before anything moves, so that a refusal costs nothing, then `locked`,
-    in its transaction under `distributed_lock(path)`, on the entry locked FOR UPDATE. In
-    between, another request may have put another user's entry at the path, chowned it or
-    chmodded its directory: only what holds under the lock may decide what the verb changes."""
-    if locked:
-        entry, nearest, _ = _locked_walk(user, path)
-    else:
-        entry, nearest = _walk(user, path)
-    return check(entry, nearest)
-
-
-def _subtree(directory: Inode, *, lock: bool) -> list[list[Inode]]:
-    """The descendants of a directory, level by level (children first)."""
-    levels: list[list[Inode]] = []
-    frontier = [directory.pk]
-    while frontier:
-        query = Inode.objects.filter(parent_id__in=frontier)
-        if lock:
-            query = query.select_for_update()
-        level = list(query.order_by("pk"))
-        if not level:
-            break
-        levels.append(level)
-        frontier = [i.pk for i in level if i.is_dir]
-    return levels
-
-
-class SubtreeRow(NamedTuple):
+class _SubtreeRow(NamedTuple):
     """What moving or removing an entry of a tree needs of it (see `_subtree`)."""
 
     pk: int
@@ -95,20 +63,20 @@ class SubtreeRow(NamedTuple):
     node_id: str
 
 
-def _subtree(directory: Inode) -> list[list[SubtreeRow]]:
+def _subtree(directory: Inode) -> list[list[_SubtreeRow]]:
     """A directory's descendants, level by level (children first), as rows of what moving and
     removing them needs; its subdirectories are locked FOR UPDATE (where rows lock) until the
     transaction ends. Whatever creates, moves or deletes an entry locks the directories above
     it, so the tree keeps exactly these entries meanwhile."""
-    levels: list[list[SubtreeRow]] = []
+    levels: list[list[_SubtreeRow]] = []
     frontier = [directory.pk]
     while frontier:
-        level: list[SubtreeRow] = []
+        level: list[_SubtreeRow] = []
         for start in range(0, len(frontier), IDS_PER_QUERY):
             children = Inode.objects.filter(parent_id__in=frontier[start:start + IDS_PER_QUERY])
             for query in (children.filter(type=InodeType.DIRECTORY).select_for_update(),
                           children.exclude(type=InodeType.DIRECTORY)):
-                level += map(SubtreeRow._make, query.values_list(*SubtreeRow._fields))
+                level += map(_SubtreeRow._make, query.values_list(*_SubtreeRow._fields))
                 offload.take_turns()
         if not level:
             break
@@ -139,11 +107,11 @@ def delete(user: User, path: str, *, recursive: bool = False,
     """Remove a file or an empty directory; with `recursive`, a whole subtree, all or nothing
     (every entry must be deletable by the user)."""
     removable = _removable(user, precondition)
-    inode = _checked(user, path, removable)
-    _require_reachable(inode)
+    inode = authorise(user, path, removable)
+    require_reachable(inode)
     with distributed_lock(path), transaction.atomic():
-        current = _checked(user, path, removable, locked=True)
-        levels: list[list[SubtreeRow]] = []
+        current = authorise(user, path, removable, locked=True)
+        levels: list[list[_SubtreeRow]] = []
         if current.is_dir and Inode.objects.filter(parent_id=current.pk).exists():
             if not recursive:
                 raise DirectoryNotEmpty(f"{path} is not empty")
@@ -151,8 +119,8 @@ def delete(user: User, path: str, *, recursive: bool = False,
             _require_removable_tree(user, current, levels)
         files = [entry for level in [[current], *levels] for entry in level
                  if entry.type == InodeType.FILE]
-        for node_id in {entry.node_id for entry in files} - {_this_node()}:
-            _require_reachable(next(entry for entry in files if entry.node_id == node_id))
+        for node_id in {entry.node_id for entry in files} - {this_node()}:
+            require_reachable(next(entry for entry in files if entry.node_id == node_id))
         discard_all_after_commit([(entry.backend, entry.blob_key, entry.node_id)
                                   for entry in files])
         # Deepest first: a directory row goes only after its children (the FK protects it).
@@ -163,9 +131,9 @@ def delete(user: User, path: str, *, recursive: bool = False,
     record_file_operation("delete", inode.backend)
 
 
-def _require_removable_tree(user: User, top: Inode, levels: list[list[SubtreeRow]]) -> None:
+def _require_removable_tree(user: User, top: Inode, levels: list[list[_SubtreeRow]]) -> None:
     """rm -r, all or nothing: every directory must be listable, every entry removable."""
-    directories: dict[int, Inode | SubtreeRow] = {top.pk: top}
+    directories: dict[int, Inode | _SubtreeRow] = {top.pk: top}
     for level in levels:
         for entry in level:
             holder = directories[entry.parent_id]
@@ -192,7 +160,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
     bytes also move (to S3, or another node's disk): bytes first, then metadata, so a failure
     leaves the source intact."""
     removable = _removable(user, precondition)
-    inode = _checked(user, source, removable)
+    inode = authorise(user, source, removable)
     if destination == paths.ROOT:
         raise BadRequest("the root directory cannot be moved or replaced")
     placement = _relocation(inode, backend, instance)
@@ -204,20 +172,20 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         raise BadRequest("destination is inside the source")
     placeable = functools.partial(_placeable, user, source=source, destination=destination,
                                   overwrite=overwrite, create_parents=create_parents)
-    _checked(user, destination, placeable(inode))
+    authorise(user, destination, placeable(inode))
 
-    blob = _transfer(inode, placement) if placement else None  # bytes first, then metadata
-    with _committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
-        current = _checked(user, source, removable, locked=True)
-        target = _checked(user, destination, placeable(current), locked=True)
+    blob = copy_blob(inode, placement) if placement else None  # bytes first, then metadata
+    with committing_blob(blob), distributed_lock(source, destination), transaction.atomic():
+        current = authorise(user, source, removable, locked=True)
+        target, nearest = authorise(user, destination, placeable(current), locked=True)
         if blob is not None:
             _swap_blob(current, inode, blob)
-        parent = _locked_parent(user, destination, owner_id=current.owner_id,
-                                create_missing=create_parents)
+        parent = locked_parent(user, destination, nearest, owner_id=current.owner_id,
+                               create_missing=create_parents)
         access.require_create_in(user, parent)
         if target is not None:
             if target.type == InodeType.FILE:
-                _discard_after_commit(target.backend, target.blob_key, target.node_id)
+                discard_after_commit(target.backend, target.blob_key, target.node_id)
             target.delete()
 
         old_path = current.path
@@ -237,13 +205,14 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
 
 
 def _placeable(user: User, moved: Inode, source: str, destination: str, *, overwrite: bool,
-               create_parents: bool) -> Check[Inode | None]:
-    """The check of putting `moved` (from `source`) at `destination`, giving the entry it
-    replaces or None: a directory going to another parent needs `w` on itself; an existing
-    destination needs `overwrite`, the right to remove it (§16.1 item 8) and a matching type;
-    a missing one needs its parent (or `create_parents`) and the right to create there."""
+               create_parents: bool) -> Check[tuple[Inode | None, Inode | None]]:
+    """The check of putting `moved` (from `source`) at `destination`, giving (the entry it
+    replaces or None, the deepest existing ancestor): a directory going to another parent needs
+    `w` on itself; an existing destination needs `overwrite`, the right to remove it (§16.1
+    item 8) and a matching type; a missing one needs its parent (or `create_parents`) and the
+    right to create there."""
 
-    def check(target: Inode | None, nearest: Inode | None) -> Inode | None:
+    def check(target: Inode | None, nearest: Inode | None) -> tuple[Inode | None, Inode | None]:
         if moved.is_dir and paths.parent_of(destination) != paths.parent_of(source):
             access.require_move_directory(user, moved)
         if target is not None:
@@ -255,8 +224,8 @@ def _placeable(user: User, moved: Inode, source: str, destination: str, *, overw
                 and not create_parents:
             raise BadRequest(f'destination parent "{paths.parent_of(destination)}" does not exist')
         else:
-            _check_can_create(user, nearest)
-        return target
+            require_create_below(user, nearest)
+        return target, nearest
 
     return check
 
@@ -266,7 +235,7 @@ def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
     overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
     if current.blob_key != seen.blob_key:
         raise LockTimeout("the file changed while its bytes were being moved, try again")
-    _discard_after_commit(current.backend, current.blob_key, current.node_id)
+    discard_after_commit(current.backend, current.blob_key, current.node_id)
     current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
 
 
@@ -283,11 +252,11 @@ def _relocation(inode: Inode, backend: str | None, instance: str | None
     if instance is not None:
         if target_backend != "localfs":
             raise BadRequest("instance applies to the localfs backend only")
-        if instance != _this_node() and not Node.objects.filter(node_id=instance).exists():
+        if instance != this_node() and not Node.objects.filter(node_id=instance).exists():
             raise BadRequest(f"unknown instance {instance!r}")
     current = (inode.backend, inode.node_id if inode.backend == "localfs" else "")
     same_backend_node = inode.node_id if target_backend == inode.backend else None
-    placement = _placement(target_backend, instance or same_backend_node)
+    placement = placement_for(target_backend, instance or same_backend_node)
     if placement == current:
         return None
     if inode.is_dir:
@@ -298,9 +267,9 @@ def _relocation(inode: Inode, backend: str | None, instance: str | None
 def _relocate(user: User, inode: Inode, placement: tuple[str, str],
               removable: Check[Inode]) -> Inode:
     """Move a file's bytes to another backend or node, keeping its path."""
-    blob = _transfer(inode, placement)
-    with _committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
-        current = _checked(user, inode.path, removable, locked=True)
+    blob = copy_blob(inode, placement)
+    with committing_blob(blob), distributed_lock(inode.path), transaction.atomic():
+        current = authorise(user, inode.path, removable, locked=True)
         _swap_blob(current, inode, blob)
         current.ctime = timezone.now()
         current.save(update_fields=["backend", "blob_key", "node_id", "ctime"])
@@ -327,9 +296,9 @@ def change_metadata(user: User, path: str, *, mode: int | None = None,
     (`Inode.mode_problem`: no setuid, setgid on directories only), else 400."""
     allowed_changes = _metadata_changes(user, mode=mode, group=group, owner=owner,
                                         precondition=precondition)
-    _checked(user, path, allowed_changes)
+    authorise(user, path, allowed_changes)
     with distributed_lock(path), transaction.atomic():
-        current, changes = _checked(user, path, allowed_changes, locked=True)
+        current, changes = authorise(user, path, allowed_changes, locked=True)
         Inode.objects.filter(pk=current.pk).update(ctime=timezone.now(), **changes)
     record_file_operation("chmod", current.backend)
     return resolve(path) or current

@@ -64,7 +64,7 @@ def node(owner, mode: int, *, kind: str = InodeType.FILE, group=None, name: str 
 def traverse(user, *directories: Inode) -> None:
     """The check path resolution makes on each directory it passes through (services.lookup)."""
     for directory in directories:
-        access.require_traverse_raw(user, directory.owner_id, directory.group_id, directory.mode)
+        access.require_traverse(user, directory)
 
 
 def allowed(call) -> bool:

@@ -1,11 +1,12 @@
 """Checks repeated on the locked rows (security review, issue 20 finding 4).
 
-delete, move and chmod/chgrp/chown check the caller's rights before they take the path lock, and
-act on whatever the path holds once locked. Each test here lets a "concurrent request" run at
-that moment, deterministically: `before_lock` runs an action when the operation under test is
-about to take its lock, after its first checks. The action swaps the entry for another user's
-(under the sticky root) or changes the rights themselves; the operation must be refused and
-nothing may be lost.
+delete, move, chmod/chgrp/chown, uploads checked before their body is read, copies and mkdir
+check the caller's rights before they take the path lock, and act on whatever the path holds
+once locked (services.authorise). Each test here lets a "concurrent request" run at that moment,
+deterministically: `before_lock` runs an action when the operation under test is about to take
+its lock, after its first checks. The action swaps the entry for another user's (under the
+sticky root) or changes the rights themselves; the operation must be refused and nothing may be
+lost.
 
 alice, bob and carol are ordinary users with no group in common; sue is a superuser.
 """
@@ -18,8 +19,9 @@ from contextlib import contextmanager
 import pytest
 
 from filesystem import services
-from filesystem.services import namespace
-from tests.helpers import assert_error, body_of
+from filesystem.services import create, namespace
+from filesystem.services.create import SMALL_UPLOAD
+from tests.helpers import assert_error, body_of, stored_blobs, upload
 
 
 def url(path: str) -> str:
@@ -40,8 +42,8 @@ def people(make_user, client_for):
 
 @pytest.fixture
 def before_lock(monkeypatch):
-    """before_lock(action): run `action` once, just before the next delete/move/chmod takes its
-    path lock - after its first checks passed - as a concurrent request could."""
+    """before_lock(action): run `action` once, just before the next operation takes its path
+    lock - after its first checks passed - as a concurrent request could."""
     pending: list = []
     real_lock = namespace.distributed_lock
 
@@ -52,7 +54,8 @@ def before_lock(monkeypatch):
         with real_lock(*names, **options):
             yield
 
-    monkeypatch.setattr(namespace, "distributed_lock", lock_after_pending)
+    for module in (create, namespace):
+        monkeypatch.setattr(module, "distributed_lock", lock_after_pending)
     return pending.append
 
 
@@ -228,3 +231,57 @@ def test_chmod_of_a_swapped_entry_the_caller_owns_applies_to_it(people, before_l
 
     assert response.status_code == 200, response.content
     assert state(people, "/a.txt") == ("alice", "0600", b"second")
+
+
+# --- uploads, copies, mkdir ---------------------------------------------------------------------
+
+LARGE = b"L" * (SMALL_UPLOAD + 1)  # checked before its body is read, and again under the lock
+
+
+@pytest.fixture
+def closing_pub(people):
+    """bob's /pub (0777) holding /pub/sub (0777), where anyone may create, and alice's /a.txt;
+    returns the action of bob taking `x` on /pub from everyone else."""
+    bob, alice = people["bob"][0], people["alice"][0]
+    services.make_directory(bob, "/pub/sub")
+    for path in ("/pub", "/pub/sub"):
+        services.change_metadata(bob, path, mode=0o777)
+    put(alice, "/a.txt", b"alice's")
+    return lambda: services.change_metadata(bob, "/pub", mode=0o700)
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_a_large_upload_rechecks_the_way_closed_meanwhile(people, closing_pub, before_lock,
+                                                          storage_root, method):
+    client = people["alice"][1]
+    before = stored_blobs(storage_root)
+    before_lock(closing_pub)
+
+    response = upload(client, "/pub/sub/big.bin", LARGE, method=method)
+
+    assert_error(response, 403, "PERMISSION_DENIED")
+    assert state(people, "/pub/sub/big.bin") is None
+    assert stored_blobs(storage_root) == before
+
+
+def test_a_copy_rechecks_the_way_closed_meanwhile(people, closing_pub, before_lock,
+                                                  storage_root):
+    client = people["alice"][1]
+    before = stored_blobs(storage_root)
+    before_lock(closing_pub)
+
+    response = client.put(url("/pub/sub/copy.txt"), HTTP_X_CALLFS_COPY_SOURCE="/a.txt")
+
+    assert_error(response, 403, "PERMISSION_DENIED")
+    assert state(people, "/pub/sub/copy.txt") is None
+    assert stored_blobs(storage_root) == before
+
+
+def test_mkdir_rechecks_the_way_closed_meanwhile(people, closing_pub, before_lock):
+    client = people["alice"][1]
+    before_lock(closing_pub)
+
+    response = upload(client, "/pub/sub/made/")
+
+    assert_error(response, 403, "PERMISSION_DENIED")
+    assert state(people, "/pub/sub/made") is None

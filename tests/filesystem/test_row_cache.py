@@ -46,7 +46,7 @@ def generation() -> int:
 
 
 def paths_found(*path_list: str) -> set[str]:
-    return {row[3] for row in Inode.objects.rows_at(list(path_list))}  # Row.PATH
+    return {row.path for row in Inode.objects.rows_at(list(path_list))}
 
 
 def test_every_change_a_lookup_reads_moves_the_generation(make_user):
