@@ -77,13 +77,16 @@ else:
 
 
 def post_worker_init(worker):
-    """Each worker keeps this node registered and heartbeating (a cheap UPDATE every 10 s):
-    no thread runs in the master, so nothing unsafe is inherited across fork()."""
+    """Each worker keeps this node registered and heartbeating (a cheap UPDATE every 10 s) and
+    runs its share of background repair (filesystem/repair.py): no thread runs in the master,
+    so nothing unsafe is inherited across fork()."""
     from django.conf import settings
 
     from cluster.services import start_heartbeat
+    from filesystem.repair import start_background_repair
 
     start_heartbeat(settings.CALLFS.node_id, settings.CALLFS.node_url)
+    start_background_repair()
 
 
 def on_starting(server):

@@ -69,6 +69,9 @@ class Config:
     bind: str = "127.0.0.1:8000"
     metrics_bind: str | None = None  # host:port serving only /metrics (no key) and /health
     secret_key_file: Path | None = None  # where secret_key was read, when not from the env
+    replicas: int = 1  # copies of each local-disk file, on distinct nodes
+    replicas_strict: bool = False  # fewer live nodes than replicas: 503 instead of fewer copies
+    repair_interval: float = 60.0  # seconds between a node's background repair rounds; 0: off
     s3_prefix: str = "callfs/"  # where in the bucket: deployments may share one bucket
     stock: bool = False  # CALLFS_STOCK: the plain code instead of the shortcuts (fastpaths)
 
@@ -430,6 +433,12 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
     api_keys = _api_keys(env)
     if internal_secret and internal_secret in api_keys:
         raise _fail("CALLFS_INTERNAL_SECRET", "must differ from every API key")
+    replicas = _int(env, "CALLFS_REPLICAS", 1, 1)
+    if replicas > 16:
+        raise _fail("CALLFS_REPLICAS", "must be at most 16")
+    if replicas > 1 and not internal_secret:
+        raise _fail("CALLFS_REPLICAS", "copies on other nodes need a cluster: set "
+                    "CALLFS_INTERNAL_SECRET (and a shared DATABASE_URL and REDIS_URL)")
 
     log_format = env.str("CALLFS_LOG_FORMAT", default="console")
     if log_format not in ("console", "json"):
@@ -477,6 +486,9 @@ def load_config(environment: dict[str, str] | None = None) -> Config:
         lock_timeout=lock_timeout,
         # A connection waiting this long for its client's next byte (sent or read) is closed.
         idle_timeout=float(_int(env, "CALLFS_IDLE_TIMEOUT", 60, 1)),
+        replicas=replicas,
+        replicas_strict=_bool(env, "CALLFS_REPLICAS_STRICT", False),
+        repair_interval=float(_int(env, "CALLFS_REPAIR_INTERVAL", 60, 0)),
         umask=int(umask_raw, 8),
         metrics_public=_bool(env, "CALLFS_METRICS_PUBLIC", False),
         bind=bind,

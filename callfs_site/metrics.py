@@ -57,6 +57,15 @@ PEER_REQUESTS = Counter("callfs_peer_requests", "Requests sent to other nodes",
                         ["peer", "method"])
 PEER_FAILURES = Counter("callfs_peer_failures", "Requests to other nodes that failed to connect",
                         ["peer"])
+REPLICA_WRITE_FAILURES = Counter(
+    "callfs_replica_write_failures", "Copies of a file on another node that could not be written")
+REPAIRED_COPIES = Counter("callfs_repair_copies", "Copies made by repair (manage.py repair, or "
+                          "a node's background repair)")
+REPAIRED_BYTES = Counter("callfs_repair_bytes", "Bytes copied by repair")
+# Set by each repair round, which counts the whole cluster: the latest count of any worker.
+UNDER_REPLICATED = Gauge("callfs_under_replicated_files",
+                         "Local-disk files with fewer good copies than CALLFS_REPLICAS",
+                         multiprocess_mode="mostrecent")
 
 # URL names -> the route patterns upstream uses as the `path` label.
 ROUTE_LABELS = {

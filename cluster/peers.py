@@ -26,8 +26,11 @@ READ_TIMEOUT = 30.0
 TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
 _URL_CACHE_SECONDS = 5.0
 
+SUSPECT_SECONDS = 10.0  # a node that failed to answer is tried last for this long
+
 _local = threading.local()
 _urls: dict[str, tuple[float, str]] = {}
+_failed_at: dict[str, float] = {}
 
 
 class PeerUnavailable(Exception):
@@ -92,8 +95,16 @@ def request(node_id: str, method: str, path: str, *, headers: dict[str, str] | N
         return current.send(prepared, timeout=TIMEOUT, stream=stream, allow_redirects=False)
     except requests.RequestException as exc:
         series(PEER_FAILURES, node_id).inc()
+        _failed_at[node_id] = time.monotonic()
         raise PeerUnavailable(f"node {node_id!r} is unreachable: {exc.__class__.__name__}"
                               ) from exc
+
+
+def suspect(node_id: str) -> bool:
+    """Did a request to this node fail to connect or time out in the last SUSPECT_SECONDS? Its
+    heartbeat may not have gone stale yet: copies go elsewhere, reads try it last."""
+    failed = _failed_at.get(node_id)
+    return failed is not None and time.monotonic() - failed < SUSPECT_SECONDS
 
 
 def error_code(response: requests.Response) -> ErrorCode | None:

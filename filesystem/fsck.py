@@ -9,13 +9,16 @@ deletes metadata: a file with missing bytes is reported for an operator to decid
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import F
 
-from filesystem.models import Inode, InodeType
+from filesystem import repair as replicas
+from filesystem.models import Inode, InodeType, Replica
 from filesystem.storage import available_backends, get_backend
 from filesystem.storage.local import LocalStorage
 
@@ -28,37 +31,44 @@ class Report:
     checked_files: int = 0
     missing: list[str] = field(default_factory=list)  # paths whose bytes are gone
     wrong_size: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # copies whose sha256 differs (--checksums)
     orphans: list[tuple[str, str]] = field(default_factory=list)  # (backend, key)
     stale_temp_files: list[str] = field(default_factory=list)
     repaired: int = 0
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.wrong_size or self.orphans or self.stale_temp_files)
+        return not (self.missing or self.wrong_size or self.corrupt or self.orphans
+                    or self.stale_temp_files)
 
 
-def check(*, repair: bool = False, grace: float = GRACE_SECONDS,
+def check(*, repair: bool = False, grace: float = GRACE_SECONDS, checksums: bool = False,
           progress: Callable[[str], None] | None = None) -> Report:
-    """Compare this node's metadata with its backends (its local disk, and S3 if configured)."""
+    """Compare this node's metadata with its backends (its local disk, and S3 if configured):
+    the files it holds the primary copy of and its replicas of others. `checksums`: read every
+    copy here and compare its sha256 too. With `repair`, a damaged copy here is replaced from a
+    good one elsewhere (with replicas), and orphans and stale temp files go."""
     report = Report()
     now = time.time()
     node = settings.CALLFS.node_id
+    damaged: list[int] = []
     for backend_name in available_backends():
         backend = get_backend(backend_name)
         files = Inode.objects.filter(type=InodeType.FILE, backend=backend_name)
+        copies = files.values_list("pk", "path", "blob_key", "size", "sha256")
         if backend_name == "localfs":
-            files = files.filter(node_id=node)
+            copies = copies.filter(node_id=node).union(
+                files.filter(replicas__node_id=node, replicas__blob_key=F("blob_key"))
+                .values_list("pk", "path", "blob_key", "size", "sha256"))
         referenced: set[str] = set()
-        for path, key, size in files.values_list("path", "blob_key", "size").iterator():
+        for pk, path, key, size, sha256 in copies.iterator():
             report.checked_files += 1
             referenced.add(key)
-            try:
-                stored = backend.size(key)
-            except FileNotFoundError:
-                report.missing.append(path)
-                continue
-            if stored != size:
-                report.wrong_size.append(path)
+            problem = _problem(backend, key, size, sha256 if checksums else "")
+            if problem:
+                getattr(report, problem).append(path)
+                if backend_name == "localfs":
+                    damaged.append(pk)
         if progress:
             progress(f"{backend_name}: {len(referenced)} files checked")
         for key in backend.keys():
@@ -76,7 +86,9 @@ def check(*, repair: bool = False, grace: float = GRACE_SECONDS,
             except FileNotFoundError:
                 continue
             # Referenced by a file committed after we read the list? Then it is no orphan.
-            if Inode.objects.filter(backend=backend_name, blob_key=key).exists():
+            if Inode.objects.filter(backend=backend_name, blob_key=key).exists() or (
+                    backend_name == "localfs"
+                    and Replica.objects.filter(node_id=node, blob_key=key).exists()):
                 continue
             report.orphans.append((backend_name, key))
             if repair:
@@ -88,4 +100,26 @@ def check(*, repair: bool = False, grace: float = GRACE_SECONDS,
                 if repair:
                     temp.unlink(missing_ok=True)
                     report.repaired += 1
+    if repair and damaged and settings.CALLFS.replicas > 1:
+        for key in Inode.objects.filter(pk__in=damaged).values_list("blob_key", flat=True):
+            get_backend("localfs").delete(key)  # a damaged copy here: a good one replaces it
+        summary = replicas.run(verify=True, only=damaged)
+        report.repaired += summary.copied + summary.promoted
     return report
+
+
+def _problem(backend, key: str, size: int, sha256: str) -> str | None:
+    """What is wrong with a copy: "missing", "wrong_size", "corrupt" (its sha256), or None."""
+    try:
+        if backend.size(key) != size:
+            return "wrong_size"
+        if sha256:
+            digest = hashlib.sha256()
+            with backend.open(key) as reader:
+                while chunk := reader.read(1024 * 1024):
+                    digest.update(chunk)
+            if digest.hexdigest() != sha256:
+                return "corrupt"
+    except FileNotFoundError:
+        return "missing"
+    return None

@@ -253,3 +253,51 @@ _COLUMNS = [field.attname for field in Inode._meta.concrete_fields]
 _TIME_COLUMNS = [index for index, field in enumerate(Inode._meta.concrete_fields)
                  if isinstance(field, models.DateTimeField)]
 _NAMES = len(_COLUMNS)  # a row's owner and group names follow its columns
+
+
+class CopyState(models.TextChoices):
+    OK = "ok", "ok"
+    MISSING = "missing", "missing or corrupt"  # found so by a read, fsck or repair
+
+
+class Replica(models.Model):
+    """A further copy of a local-disk file's bytes, on another node than its primary
+    (`Inode.node_id`, the node X-CallFS-Instance-ID names). A file's copies are its primary and
+    its replicas: CALLFS_REPLICAS says how many it should have. Every copy of a version has
+    the version's blob key; a row naming another key than its inode's is stale."""
+
+    inode = models.ForeignKey(Inode, on_delete=models.CASCADE, related_name="replicas")
+    node_id = models.CharField(max_length=64)
+    blob_key = models.CharField(max_length=128)
+    sha256 = models.CharField(max_length=64, help_text="as verified when written or last checked")
+    state = models.CharField(max_length=8, choices=CopyState.choices, default=CopyState.OK)
+    created_at = models.DateTimeField(default=timezone.now)
+    verified_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["inode_id", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["inode", "node_id"], name="replica_one_per_node"),
+        ]
+        indexes = [models.Index(fields=["node_id"], name="replica_node")]
+
+    def __str__(self) -> str:
+        return f"{self.inode_id} on {self.node_id}"
+
+
+class PendingDiscard(models.Model):
+    """A blob a node must delete from its disk: its file was deleted or overwritten while the
+    node could not be reached. The node deletes it when it is back (its background repair), so
+    old bytes never come back; until then nothing references them."""
+
+    node_id = models.CharField(max_length=64)
+    blob_key = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["node_id", "blob_key"], name="discard_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.blob_key} on {self.node_id}"

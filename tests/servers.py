@@ -30,13 +30,15 @@ def log_tail(path: Path, lines: int = 60) -> str:
         return "(no log)"
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    """Run a management command with `env`; fail the test with its output if it fails."""
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command with `env` and return what it printed; fail the test with its
+    output if it fails."""
     result = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=env,
                             capture_output=True, text=True, timeout=180, check=False)
     if result.returncode != 0:
         pytest.fail(f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 def start_gunicorn(env: dict[str, str], log_path: Path, base_url: str, *,

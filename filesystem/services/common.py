@@ -11,7 +11,10 @@ from django.db import transaction
 
 from filesystem.models import Inode, InodeType
 
-__all__ = ["Precondition", "file_info", "format_time", "locks_rows", "new_mode", "this_node"]
+__all__ = ["IDS_PER_QUERY", "Precondition", "file_info", "format_time", "locks_rows", "new_mode",
+           "this_node"]
+
+IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
 
 # A conditional request's test of what a path holds (None: nothing), raising if it fails.
 Precondition = Callable[[Inode | None], None]

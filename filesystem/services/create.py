@@ -26,8 +26,10 @@ from filesystem.services.blobs import (
     Blob,
     committing_blob,
     copy_blob,
-    discard_after_commit,
+    discard_copies_after_commit,
     placement_for,
+    placement_for_overwrite,
+    record_copies,
     store_blob,
 )
 from filesystem.services.common import Precondition, locks_rows, new_mode, this_node
@@ -207,18 +209,19 @@ def _commit(user: User, path: str, blob: Blob, putting: Check[_Found], *,
                 size=blob.size, owner_id=user.pk, group_id=parent.group_id,
                 mode=new_mode(InodeType.FILE), backend=blob.backend, node_id=blob.node_id,
                 blob_key=blob.key, sha256=blob.sha256, ctime=now, mtime=now))
+            record_copies(inode, blob)
             record_file_operation("create", blob.backend)
             return inode, True
-        if stored_first and placement_for(current.backend, current.node_id) != (
-                blob.backend, blob.node_id):
+        if stored_first and placement_for_overwrite(current) != (blob.backend, blob.node_id):
             raise _StoredElsewhere()
-        discard_after_commit(current.backend, current.blob_key, current.node_id)
+        discard_copies_after_commit([current])
         now = timezone.now()
         current.size, current.sha256, current.mtime, current.ctime = \
             blob.size, blob.sha256, now, now
         current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
         Inode.objects.update_fields(current, ["size", "sha256", "mtime", "ctime", "backend",
                                               "blob_key", "node_id"])
+        record_copies(current, blob)
     record_file_operation("update", blob.backend)
     return current, False
 
@@ -283,7 +286,7 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
     existing, _ = authorise(user, path, putting)
     # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
     # PUT to the owner); a new file goes to this node's default backend.
-    placement = placement_for(existing.backend, existing.node_id) if existing else placement_for()
+    placement = placement_for_overwrite(existing) if existing else placement_for()
     return _commit(user, path, store_blob(chunks, expected_sha256, placement), putting)
 
 

@@ -24,7 +24,13 @@ from filesystem.exceptions import (
     NotADirectory,
 )
 from filesystem.models import Inode, InodeRow, InodeType
-from filesystem.services.blobs import BytesReplaced, backend_call, missing_bytes, store_of
+from filesystem.services.blobs import (
+    BytesReplaced,
+    backend_call,
+    missing_bytes,
+    open_copy,
+    read_copy,
+)
 
 __all__ = [
     "DEFAULT_LISTING_DEPTH",
@@ -459,13 +465,13 @@ def open_file(user: User, inode: Inode, start: int = 0, length: int | None = Non
     """Open a file's bytes for streaming, after every check (nothing can become JSON later).
     BytesReplaced if the inode is no longer current: see `on_current_version`."""
     with _reading(user, inode, "open"):
-        return store_of(inode).open(inode.blob_key, start, length)
+        return open_copy(inode, start, length)
 
 
 def read_file(user: User, inode: Inode, start: int, length: int) -> bytes:
     """A small range of a file's bytes at once, after the same checks as open_file."""
     with _reading(user, inode, "read"):
-        data = store_of(inode).read(inode.blob_key, start, length)
+        data = read_copy(inode, start, length)
     if len(data) != length:
         raise RuntimeError(f"the blob of {inode.path} is {length - len(data)} bytes shorter "
                            "than recorded")

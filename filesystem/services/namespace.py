@@ -33,19 +33,17 @@ from filesystem.services.blobs import (
     Blob,
     committing_blob,
     copy_blob,
-    discard_after_commit,
-    discard_all_after_commit,
+    discard_copies_after_commit,
     placement_for,
+    record_copies,
     require_reachable,
 )
-from filesystem.services.common import Precondition, this_node
+from filesystem.services.common import IDS_PER_QUERY, Precondition, this_node
 from filesystem.services.create import locked_parent
 from filesystem.services.lookup import resolve
 from filesystem.storage import available_backends
 
 __all__ = ["change_metadata", "delete", "move"]
-
-IDS_PER_QUERY = 5000  # ids in one IN (...): well below SQLite's and PostgreSQL's parameter limits
 
 
 class _SubtreeRow(NamedTuple):
@@ -121,8 +119,7 @@ def delete(user: User, path: str, *, recursive: bool = False,
                  if entry.type == InodeType.FILE]
         for node_id in {entry.node_id for entry in files} - {this_node()}:
             require_reachable(next(entry for entry in files if entry.node_id == node_id))
-        discard_all_after_commit([(entry.backend, entry.blob_key, entry.node_id)
-                                  for entry in files])
+        discard_copies_after_commit(files)
         # Deepest first: a directory row goes only after its children (the FK protects it).
         for level in reversed([[current.pk], *([entry.pk for entry in level] for level in levels)]):
             for start in range(0, len(level), IDS_PER_QUERY):
@@ -185,7 +182,7 @@ def move(user: User, source: str, destination: str, *, overwrite: bool = False,
         access.require_create_in(user, parent)
         if target is not None:
             if target.type == InodeType.FILE:
-                discard_after_commit(target.backend, target.blob_key, target.node_id)
+                discard_copies_after_commit([target])
             target.delete()
 
         old_path = current.path
@@ -235,8 +232,9 @@ def _swap_blob(current: Inode, seen: Inode, blob: Blob) -> None:
     overwritten while its bytes were being copied, the copy is stale: refuse, the caller retries."""
     if current.blob_key != seen.blob_key:
         raise LockTimeout("the file changed while its bytes were being moved, try again")
-    discard_after_commit(current.backend, current.blob_key, current.node_id)
+    discard_copies_after_commit([current])
     current.backend, current.blob_key, current.node_id = blob.backend, blob.key, blob.node_id
+    record_copies(current, blob)
 
 
 def _relocation(inode: Inode, backend: str | None, instance: str | None

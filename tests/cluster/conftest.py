@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,9 +72,15 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    yield from start_cluster(tmp_path_factory)
+
+
+def start_cluster(tmp_path_factory, **settings: str) -> Iterator[Cluster]:
+    """Three nodes with these extra settings (CALLFS_* variables), stopped at the end."""
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL")
     if not database_url.startswith(("postgres://", "postgresql://")) or not redis_url:
         pytest.skip("the cluster needs DATABASE_URL=postgres://... and REDIS_URL")
+    stack = ExitStack()
     tmp = tmp_path_factory.mktemp("callfs-cluster")
     alice_key, bob_key = f"alice-{secrets.token_hex(16)}", f"bob-{secrets.token_hex(16)}"
     secret = secrets.token_urlsafe(24)
@@ -85,7 +92,10 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "DJANGO_SECRET_KEY": "cluster-test-secret-key-0123456789",
         "CALLFS_WORKERS": "2", "CALLFS_LOG_LEVEL": "warning",
         "CALLFS_S3_PREFIX": f"test-cluster-{secrets.token_hex(8)}/",  # others may share the bucket
+        **settings,
     })
+    if settings:  # a cluster set up unlike the others gets a database of its own
+        common["DATABASE_URL"] = stack.enter_context(_own_database(database_url))
     manage(common, "migrate", "--noinput")
     nodes = []
     for number in (1, 2, 3):
@@ -104,6 +114,22 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     finally:
         for node in nodes:
             node.stop()
+        stack.close()
+
+
+@contextmanager
+def _own_database(url: str) -> Iterator[str]:
+    """A fresh database on the server of `url` (dropped afterwards): its URL."""
+    import psycopg
+
+    name = f"callfs_cluster_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _wait_for_registration(cluster: Cluster) -> None:

@@ -36,7 +36,7 @@ def test_register_list_and_remove_nodes():
 def test_remove_node_refuses_while_it_holds_files(auth_client, settings):
     register_node(settings.CALLFS.node_id, "http://127.0.0.1:8000", heartbeat=True)
     upload(auth_client, "/held.txt", b"x")
-    with pytest.raises(CommandError, match="still holds 1 file"):
+    with pytest.raises(CommandError, match="still holds the only copy of 1 file"):
         call_command("remove_node", settings.CALLFS.node_id)
 
 

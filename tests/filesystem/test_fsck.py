@@ -27,7 +27,7 @@ def age(path, seconds: float) -> None:
 
 def test_a_clean_store_is_clean(auth_client):
     upload(auth_client, "/a.txt", b"hello")
-    assert "1 files checked, 0 missing, 0 wrong size, 0 orphan blobs" in run()
+    assert "1 files checked, 0 missing, 0 wrong size, 0 corrupt, 0 orphan blobs" in run()
 
 
 def test_orphans_are_reported_then_repaired_after_the_grace_time(auth_client, storage_root):

@@ -1,0 +1,141 @@
+"""CALLFS_REPLICAS=2 on three real nodes: losing a node loses no file and stops no read.
+
+One story, as the operator lives it: files written through every node; a node killed (SIGKILL)
+and every file still read, in full, by range and by link; writes, overwrites and deletes while it
+is down; the node back without old bytes coming back; repair; another node killed; a wiped disk
+repaired; fsck clean everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import pytest
+import requests
+
+from tests.cluster.conftest import Cluster, start_cluster
+from tests.servers import manage
+
+pytestmark = pytest.mark.cluster
+
+FILES = 100
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    # Background repair off: the test runs `repair` itself, at the moments it names.
+    yield from start_cluster(tmp_path_factory, CALLFS_REPLICAS="2", CALLFS_REPAIR_INTERVAL="0")
+
+
+def content(number: int, version: int = 1) -> bytes:
+    size = 300_000 + number * 1000 if number % 10 == 0 else 1000 + number * 37  # some stream
+    seed = hashlib.sha256(f"{number}-{version}".encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def blobs_on(node) -> int:
+    root = node.data_dir / "blobs"
+    return sum(1 for path in root.rglob("*") if path.is_file() and path.stat().st_size) \
+        if root.exists() else 0
+
+
+def read(cluster: Cluster, node: int, number: int, **headers) -> requests.Response:
+    started = time.monotonic()
+    response = cluster.session().get(cluster.url(node, f"r/{number}.bin"), headers=headers,
+                                     timeout=10)
+    assert time.monotonic() - started < 1.0, f"file {number} through node {node} took too long"
+    return response
+
+
+def assert_every_file_reads(cluster: Cluster, via: list[int], expected: dict[int, bytes]):
+    for number, data in expected.items():
+        node = via[number % len(via)]
+        full = read(cluster, node, number)
+        assert full.status_code == 200, (number, node, full.text[:200])
+        assert full.content == data, f"file {number} through node {node}"
+        ranged = read(cluster, node, number, Range="bytes=10-99")
+        assert (ranged.status_code, ranged.content) == (206, data[10:100])
+
+
+def link_download(cluster: Cluster, node: int, number: int) -> bytes:
+    generated = cluster.session().post(
+        f"{cluster.nodes[node].base_url}/v1/links/generate",
+        data=json.dumps({"path": f"{cluster.prefix}/r/{number}.bin", "expiry_seconds": 60}))
+    assert generated.status_code == 201, generated.text
+    started = time.monotonic()
+    response = requests.get(f"{cluster.nodes[node].base_url}/download/"
+                            f"{generated.json()['token']}", timeout=10)
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 200
+    return response.content
+
+
+def repair(cluster: Cluster, node: int) -> str:
+    return manage(cluster.nodes[node].env, "repair")
+
+
+def test_losing_nodes_loses_no_file(replicated: Cluster):
+    cluster, session = replicated, replicated.session()
+    expected = {}
+    for number in range(FILES):
+        data = content(number)
+        response = session.put(cluster.url(number % 3, f"r/{number}.bin"), data=data)
+        assert response.status_code == 201, response.text
+        expected[number] = data
+    # Each file is on two nodes: the node that took it and one more.
+    assert sum(blobs_on(node) for node in cluster.nodes) == 2 * FILES
+    assert "0 under-replicated" in manage(cluster.nodes[0].env, "repair", "--no-verify")
+
+    cluster.nodes[1].kill()
+    assert_every_file_reads(cluster, [0, 2], expected)
+    for number in (3, 4, 5):  # files whose primary was the dead node among them
+        assert link_download(cluster, number % 2 * 2, number) == expected[number]
+
+    # Writes while node 2 is down: new files, overwrites and deletes.
+    for number in range(FILES, FILES + 10):
+        data = content(number)
+        assert session.put(cluster.url(number % 2 * 2, f"r/{number}.bin"),
+                           data=data).status_code == 201
+        expected[number] = data
+    for number in range(10, 20):
+        data = content(number, version=2)
+        assert session.put(cluster.url(0, f"r/{number}.bin"), data=data).status_code == 200
+        expected[number] = data
+    for number in range(20, 30):
+        assert session.delete(cluster.url(2, f"r/{number}.bin")).status_code == 204
+        del expected[number]
+
+    cluster.nodes[1].start()
+    for number in range(20, 30):  # deleted stay deleted, everywhere
+        for node in range(3):
+            assert session.get(cluster.url(node, f"r/{number}.bin")).status_code == 404
+    for number in range(10, 20):  # the new bytes, everywhere
+        for node in range(3):
+            assert session.get(cluster.url(node, f"r/{number}.bin")).content == expected[number]
+
+    summary = repair(cluster, 1)
+    assert "0 without a reachable copy, 0 under-replicated" in summary, summary
+    # Converged: the old bytes are gone from the returning node too (2 copies of each file).
+    assert sum(blobs_on(node) for node in cluster.nodes) == 2 * len(expected)
+
+    cluster.nodes[2].kill()
+    assert_every_file_reads(cluster, [0, 1], expected)
+    cluster.nodes[2].start()
+
+    # A wiped disk: node 2 comes back empty, repair copies everything it should hold again.
+    cluster.nodes[1].kill()
+    shutil.rmtree(cluster.nodes[1].data_dir)
+    os.makedirs(cluster.nodes[1].data_dir)
+    cluster.nodes[1].start()
+    summary = repair(cluster, 0)
+    assert "0 under-replicated" in summary and " 0 copies made" not in summary, summary
+    assert sum(blobs_on(node) for node in cluster.nodes) == 2 * len(expected)
+    for node in cluster.nodes:
+        report = manage(node.env, "fsck", "--grace", "0")
+        assert "0 missing, 0 wrong size, 0 corrupt, 0 orphan blobs" in report, \
+            (node.node_id, report)
+    assert_every_file_reads(cluster, [0, 1, 2], expected)
