@@ -5,11 +5,12 @@ It counts files, links and nodes, so it stands above every app, beside the URL c
 template engine loads it as the `callfs_dashboard` library (TEMPLATES in settings)."""
 
 from django import template
+from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from cluster.models import Node
-from filesystem import stats
+from filesystem import repair, stats
 from filesystem.admin import display
 from links.models import DownloadLink
 
@@ -36,4 +37,6 @@ def callfs_dashboard():
         "nodes_up": sum(node.is_up for node in nodes),
         "nodes_down": sum(not node.is_up for node in nodes),
         "browse_url": display.browse_url(),
+        "replicas": settings.CALLFS.replicas,
+        "under_replicated": repair.under_replicated() if settings.CALLFS.replicas > 1 else 0,
     }

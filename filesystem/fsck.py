@@ -55,11 +55,12 @@ def check(*, repair: bool = False, grace: float = GRACE_SECONDS, checksums: bool
     for backend_name in available_backends():
         backend = get_backend(backend_name)
         files = Inode.objects.filter(type=InodeType.FILE, backend=backend_name)
-        copies = files.values_list("pk", "path", "blob_key", "size", "sha256")
-        if backend_name == "localfs":
+        columns = ("pk", "path", "blob_key", "size", "sha256")
+        copies = files.order_by().values_list(*columns)
+        if backend_name == "localfs":  # its primary copies, and its replicas of others
             copies = copies.filter(node_id=node).union(
-                files.filter(replicas__node_id=node, replicas__blob_key=F("blob_key"))
-                .values_list("pk", "path", "blob_key", "size", "sha256"))
+                files.order_by().filter(replicas__node_id=node, replicas__blob_key=F("blob_key"))
+                .values_list(*columns))
         referenced: set[str] = set()
         for pk, path, key, size, sha256 in copies.iterator():
             report.checked_files += 1

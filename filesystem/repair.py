@@ -84,11 +84,13 @@ def under_replicated() -> int:
 
 
 def _short_of_copies(files, live: list[str]):
+    files = files.filter(type=InodeType.FILE, backend="localfs")
+    if not live:  # no node answers: no file has a good copy
+        return files
     good = Count("replicas", filter=Q(replicas__state=CopyState.OK,
                                       replicas__blob_key=F("blob_key"),
                                       replicas__node_id__in=live))
-    return (files.filter(type=InodeType.FILE, backend="localfs")
-            .annotate(good=good)
+    return (files.annotate(good=good)
             .filter(Q(node_id__in=live, good__lt=settings.CALLFS.replicas - 1)
                     | Q(~Q(node_id__in=live), good__lt=settings.CALLFS.replicas)))
 

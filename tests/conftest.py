@@ -12,7 +12,9 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.keys import create_api_key, forget_authentications
+from cluster import peers
 from filesystem.rows import row_cache
+from filesystem.services import blobs
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -28,13 +30,15 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _fresh_authentications():
-    """Authentications and looked-up rows are cached per process; each test's database starts
-    over."""
+    """Authentications, looked-up rows and live nodes are cached per process; each test's
+    database starts over."""
     forget_authentications()
     row_cache.clear()
     yield
     forget_authentications()
     row_cache.clear()
+    peers._failed_at.clear()  # which nodes failed to answer, and which are live, per process
+    blobs._live = (0.0, [])
 
 
 @pytest.fixture(autouse=True)

@@ -205,6 +205,7 @@ class FileBrowserMixin:
             mode=display.mode_string(inode.type, inode.mode),
             size=display.human_size(inode.size),
             links=links[:LINKS_SHOWN],
+            replicas=inode.replicas.order_by("node_id") if not inode.is_dir else [],
             link_count=links.count(),
             active_link_count=links.filter(_active_links("")).count(),
             links_url=(reverse("admin:links_downloadlink_changelist") + f"?inode={inode.pk}"),

@@ -3,6 +3,7 @@ and the dashboard, driven with Django's test client as a logged-in superuser."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -18,9 +19,11 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from cluster import peers
 from cluster.models import Node
 from filesystem import services
-from filesystem.models import Inode
+from filesystem.models import Inode, Replica
+from filesystem.services import blobs
 from links import throttling
 from links.models import DownloadLink
 from tests.helpers import assert_error, body_of, upload
@@ -688,6 +691,27 @@ def test_dashboard_shows_the_totals_and_keeps_the_app_list(admin, api):
     assert "/admin/filesystem/inode/" in content and "/admin/links/downloadlink/" in content
     assert "/admin/cluster/node/" in content  # the normal app list is still there
     assert "/admin/accounts/apikey/" in content
+
+
+def test_with_replicas_a_file_page_shows_its_copies_and_the_dashboard_the_shortfall(
+        admin, api, settings):
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, replicas=2, internal_secret="s" * 24)
+    now = timezone.now()
+    for node in ("n1", "n2"):
+        Node.objects.create(node_id=node, url=f"http://127.0.0.1:81{node[1]}", last_heartbeat=now)
+    put(api, "/r/two.txt", b"two copies")
+    put(api, "/r/one.txt", b"one copy")
+    two, one = Inode.objects.get(path="/r/two.txt"), Inode.objects.get(path="/r/one.txt")
+    Inode.objects.filter(pk__in=[two.pk, one.pk]).update(node_id="n1")
+    Replica.objects.create(inode=two, node_id="n2", blob_key=two.blob_key, sha256=two.sha256)
+    Replica.objects.create(inode=one, node_id="n2", blob_key="0" * 32, sha256=one.sha256)
+    blobs._live = (0.0, [])  # as the nodes are now, not when the uploads looked
+    peers._failed_at.clear()  # the uploads tried to copy to n1 and n2, which do not answer
+    content = page(admin, "/admin/")
+    assert 'id="callfs-under-replicated"><span class="callfs-badge callfs-node-down">1<' in content
+    entry = text_of(page(admin, url("entry", "/r/two.txt")))
+    assert "n1 (primary copy)" in entry and "replicas n2 ok verified" in entry
+    assert "n2 stale" in text_of(page(admin, url("entry", "/r/one.txt")))
 
 
 def test_pages_have_no_inline_styles_or_scripts(admin, api):

@@ -139,3 +139,62 @@ def test_losing_nodes_loses_no_file(replicated: Cluster):
         assert "0 missing, 0 wrong size, 0 corrupt, 0 orphan blobs" in report, \
             (node.node_id, report)
     assert_every_file_reads(cluster, [0, 1, 2], expected)
+
+
+def files_in(cluster: Cluster) -> int:
+    listing = cluster.session().get(
+        f"{cluster.nodes[0].base_url}/v1/directories{cluster.prefix}?recursive=true")
+    assert listing.status_code == 200, listing.text
+    return sum(1 for entry in listing.json()["items"] if entry["type"] == "file")
+
+
+def test_copies_moves_and_backend_moves_keep_two_copies(replicated: Cluster):
+    cluster, session = replicated, replicated.session()
+    data = content(7, version=3)
+    assert session.put(cluster.url(0, "m/a.bin"), data=data).status_code == 201
+    copied = session.put(cluster.url(1, "m/b.bin"),
+                         headers={"X-CallFS-Copy-Source": f"{cluster.prefix}/m/a.bin"})
+    assert copied.status_code == 201, copied.text
+    moved = session.patch(cluster.url(2, "m/b.bin"), data=json.dumps(
+        {"destination": f"{cluster.prefix}/m/c.bin", "instance": cluster.nodes[2].node_id}),
+        headers={"Content-Type": "application/json"})
+    assert moved.status_code == 200, moved.text
+    assert sum(blobs_on(node) for node in cluster.nodes) == 2 * files_in(cluster)
+    for node in range(3):
+        assert session.get(cluster.url(node, "m/c.bin")).content == data
+    assert "0 under-replicated" in manage(cluster.nodes[0].env, "repair", "--no-verify")
+
+
+def test_fsck_repair_replaces_a_corrupt_copy_from_a_good_one(replicated: Cluster):
+    cluster, session = replicated, replicated.session()
+    data = content(8, version=3)
+    assert session.put(cluster.url(0, "c/f.bin"), data=data).status_code == 201
+    node = cluster.nodes[0]
+    head = session.head(cluster.url(0, "c/f.bin"))  # written through node 1: its primary
+    assert head.headers["X-CallFS-Instance-ID"] == node.node_id
+    [blob] = [path for path in (node.data_dir / "blobs").rglob("*")
+              if path.is_file() and path.stat().st_size == len(data)
+              and path.read_bytes() == data]
+    blob.write_bytes(b"X" + data[1:])  # bit rot: same size, other bytes
+    report = manage(node.env, "fsck", "--checksums", "--repair")
+    assert f"corrupt (sha256 differs): {cluster.prefix}/c/f.bin" in report, report
+    assert "0 corrupt" in manage(node.env, "fsck", "--checksums")
+    assert session.get(cluster.url(0, "c/f.bin")).content == data
+
+
+def test_drain_node_then_remove_node(replicated: Cluster):
+    """Last in this module: the cluster loses node 3 for good."""
+    cluster, session = replicated, replicated.session()
+    leaving = cluster.nodes[2]
+    files = files_in(cluster)
+    summary = manage(cluster.nodes[0].env, "drain_node", leaving.node_id)
+    assert ", 0 left" in summary, summary
+    assert blobs_on(leaving) == 0
+    assert sum(blobs_on(node) for node in cluster.nodes[:2]) == 2 * files
+    leaving.stop()
+    manage(cluster.nodes[0].env, "remove_node", leaving.node_id)
+    listing = session.get(f"{cluster.nodes[0].base_url}/v1/directories{cluster.prefix}/r")
+    for entry in listing.json()["items"]:
+        response = session.get(cluster.url(0, f"r/{entry['name']}"))
+        assert response.status_code == 200
+        assert hashlib.sha256(response.content).hexdigest() == response.headers["ETag"].strip('"')

@@ -1,0 +1,107 @@
+"""Replicas on one node: the rules that need no peer (the three-node story is in
+tests/cluster/test_replicas.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from callfs_site.config import load_config
+from callfs_site.metrics import UNDER_REPLICATED
+from cluster.services import register_node
+from filesystem import fsck, repair
+from filesystem.models import CopyState, Inode, PendingDiscard, Replica
+from filesystem.storage import get_backend
+from tests.helpers import assert_error, body_of, stored_blobs, upload
+
+
+@pytest.fixture
+def replicated(settings, db):
+    """CALLFS_REPLICAS=2 on a cluster of one live node (this one)."""
+    settings.CALLFS = dataclasses.replace(settings.CALLFS, replicas=2,
+                                          internal_secret="s" * 24)
+    register_node(settings.CALLFS.node_id, "http://127.0.0.1:8000", heartbeat=True)
+    return settings
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("0", "at least 1"), ("17", "at most 16"), ("two", "not an integer"),
+    ("2", "CALLFS_INTERNAL_SECRET")])
+def test_replicas_setting_is_checked(value, problem):
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        load_config({"CALLFS_REPLICAS": value})
+    config = load_config({"CALLFS_REPLICAS": "3", "CALLFS_INTERNAL_SECRET": "s" * 24,
+                          "CALLFS_REPLICAS_STRICT": "1"})
+    assert (config.replicas, config.replicas_strict, config.repair_interval) == (3, True, 60.0)
+
+
+def test_with_too_few_nodes_a_write_stores_what_it_can_and_counts_as_under_replicated(
+        replicated, auth_client):
+    assert upload(auth_client, "/one.txt", b"only here").status_code == 201
+    assert body_of(auth_client.get("/v1/files/one.txt")) == b"only here"
+    assert repair.under_replicated() == 1
+    summary = repair.run()
+    assert (summary.checked, summary.copied, summary.lost, summary.under_replicated) == \
+        (1, 0, [], 1)
+    assert UNDER_REPLICATED._value.get() == 1
+
+
+def test_strict_refuses_the_write_and_stores_nothing(replicated, auth_client, storage_root):
+    replicated.CALLFS = dataclasses.replace(replicated.CALLFS, replicas_strict=True)
+    assert_error(upload(auth_client, "/strict.txt", b"x" * 10), 503, "SERVICE_UNAVAILABLE")
+    assert_error(upload(auth_client, "/strict.bin", b"x" * 200_000), 503, "SERVICE_UNAVAILABLE")
+    assert not Inode.objects.filter(path__startswith="/strict").exists()
+    assert stored_blobs(storage_root) == set()
+
+
+def test_a_copy_here_serves_a_file_whose_primary_is_gone(replicated, auth_client):
+    """Reads fall back to any good copy: here, a replica row on this node."""
+    upload(auth_client, "/kept.txt", b"still here")
+    inode = Inode.objects.get(path="/kept.txt")
+    Inode.objects.filter(pk=inode.pk).update(node_id="gone-node")
+    Replica.objects.create(inode=inode, node_id=replicated.CALLFS.node_id,
+                           blob_key=inode.blob_key, sha256=inode.sha256)
+    assert body_of(auth_client.get("/v1/files/kept.txt")) == b"still here"
+    ranged = auth_client.get("/v1/files/kept.txt", HTTP_RANGE="bytes=6-9")
+    assert (ranged.status_code, body_of(ranged)) == (206, b"here")
+    # A stale row (another version's key) is no copy: the file is unreadable, not wrong.
+    Replica.objects.filter(inode=inode).update(blob_key="0" * 32)
+    assert_error(auth_client.get("/v1/files/kept.txt"), 502, "NODE_UNAVAILABLE")
+    # repair makes the copy here the primary once the old primary's node is unregistered.
+    Replica.objects.filter(inode=inode).update(blob_key=inode.blob_key)
+    summary = repair.run()
+    assert summary.promoted == 1
+    assert Inode.objects.get(pk=inode.pk).node_id == replicated.CALLFS.node_id
+    assert not Replica.objects.filter(inode=inode).exists()
+
+
+def test_pending_discards_delete_only_what_nothing_references(replicated, auth_client):
+    node = replicated.CALLFS.node_id
+    local = get_backend("localfs")
+    stale = local.new_key()
+    local.write(stale, [b"old bytes"])
+    upload(auth_client, "/live.txt", b"current")
+    live_key = Inode.objects.get(path="/live.txt").blob_key
+    PendingDiscard.objects.create(node_id=node, blob_key=stale)
+    PendingDiscard.objects.create(node_id=node, blob_key=live_key)  # copied here again since
+    assert repair.discard_pending() == 1
+    assert not local._path(stale).exists()
+    assert body_of(auth_client.get("/v1/files/live.txt")) == b"current"
+    assert not PendingDiscard.objects.exists()
+
+
+def test_fsck_checks_the_copies_this_node_holds_for_others(replicated, auth_client):
+    upload(auth_client, "/theirs.txt", b"a replica")
+    inode = Inode.objects.get(path="/theirs.txt")
+    Inode.objects.filter(pk=inode.pk).update(node_id="other-node")
+    Replica.objects.create(inode=inode, node_id=replicated.CALLFS.node_id,
+                           blob_key=inode.blob_key, sha256=inode.sha256)
+    assert fsck.check(grace=0).clean
+    get_backend("localfs")._path(inode.blob_key).write_bytes(b"a replicA")  # same size
+    assert fsck.check(grace=0).clean  # sizes only
+    assert fsck.check(grace=0, checksums=True).corrupt == ["/theirs.txt"]
+    get_backend("localfs").delete(inode.blob_key)
+    assert fsck.check(grace=0).missing == ["/theirs.txt"]
+    Replica.objects.filter(inode=inode).update(state=CopyState.MISSING)
