@@ -126,10 +126,11 @@ class CallFS(Server):
     def __init__(self, work: Path, workers: int | None, threads: int | None,
                  database_url: str | None,
                  extra_env: dict[str, str] | None = None, name: str = "callfs",
-                 app: str | None = None, root: Path = ROOT):
+                 app: str | None = None, root: Path = ROOT, port: int | None = None):
         self.name = name
+        self.work = work
         work.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.files_prefix = "/v1/files"
         self.auth = KEY

@@ -294,10 +294,14 @@ class _ReplicaWrite:
         self.result: WriteResult | None = None
         self.failure: Exception | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUED_CHUNKS)
-        peers.node_url(node_id)  # resolved here: the thread then needs no database connection
         self._thread = threading.Thread(target=self._run, args=(expected_sha256,), daemon=True,
                                         name=f"callfs-replica-{node_id}")
-        self._thread.start()
+        try:
+            peers.node_url(node_id)  # resolved here: the thread needs no database connection
+        except peers.PeerUnavailable as exc:  # removed since it was picked
+            self.failure = exc
+        else:
+            self._thread.start()
 
     def _chunks(self) -> Iterator[bytes]:
         while (chunk := self._queue.get()) is not None:
@@ -332,7 +336,8 @@ class _ReplicaWrite:
     def finish(self, sha256: str) -> bool:
         """The peer's copy is complete and has these bytes (else it is dropped, and deleted)."""
         self._put(None)
-        self._thread.join(peers.READ_TIMEOUT)
+        if self._thread.ident is not None:
+            self._thread.join(peers.READ_TIMEOUT)
         if self.failure is None and self.result is not None and self.result.sha256 == sha256:
             return True
         REPLICA_WRITE_FAILURES.inc()
@@ -343,7 +348,8 @@ class _ReplicaWrite:
 
     def abort(self) -> None:
         self._put(_ABORT)
-        self._thread.join(peers.READ_TIMEOUT)
+        if self._thread.ident is not None:
+            self._thread.join(peers.READ_TIMEOUT)
         if self.result is not None:  # stored before the upload failed: removed again
             _discard_one(PeerStorage(self.node_id), "localfs", self.key, self.node_id)
 

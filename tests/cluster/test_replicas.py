@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 
 import pytest
@@ -182,6 +183,45 @@ def test_fsck_repair_replaces_a_corrupt_copy_from_a_good_one(replicated: Cluster
     assert session.get(cluster.url(0, "c/f.bin")).content == data
 
 
+def test_a_copy_that_fails_mid_write_is_dropped_and_the_write_succeeds(replicated: Cluster):
+    """The node receiving the second copy dies while the upload streams: the upload still
+    succeeds, intact; that node keeps nothing of it but a temp file, and repair makes the copy."""
+    cluster, session = replicated, replicated.session()
+    chunk = os.urandom(1024 * 1024)
+    data = chunk * 12
+    receiving: list = []
+
+    def slow_body():
+        for _ in range(12):
+            yield chunk
+            time.sleep(0.15)
+
+    def watch_for_the_copy():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not receiving:
+            for node in cluster.nodes[1:]:
+                if any((node.data_dir / "tmp").glob(".upload-*")):
+                    receiving.append(node)
+                    node.kill()
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch_for_the_copy)
+    watcher.start()
+    response = session.put(cluster.url(0, "w/streamed.bin"), data=slow_body())
+    watcher.join()
+    assert response.status_code == 201, response.text
+    assert receiving, "no node received the second copy"
+    [dead] = receiving
+    assert session.get(cluster.url(0, "w/streamed.bin")).content == data
+    assert not any(path.is_file() and path.stat().st_size == len(data)
+                   for path in (dead.data_dir / "blobs").rglob("*"))
+    dead.start()
+    assert "0 under-replicated" in repair(cluster, 0)
+    assert any(path.is_file() and path.stat().st_size == len(data)
+               for node in cluster.nodes[1:] for path in (node.data_dir / "blobs").rglob("*"))
+
+
 def test_drain_node_then_remove_node(replicated: Cluster):
     """Last in this module: the cluster loses node 3 for good."""
     cluster, session = replicated, replicated.session()
@@ -198,3 +238,34 @@ def test_drain_node_then_remove_node(replicated: Cluster):
         response = session.get(cluster.url(0, f"r/{entry['name']}"))
         assert response.status_code == 200
         assert hashlib.sha256(response.content).hexdigest() == response.headers["ETag"].strip('"')
+
+
+@pytest.fixture(scope="module")
+def self_healing(tmp_path_factory):
+    yield from start_cluster(tmp_path_factory, CALLFS_REPLICAS="2", CALLFS_REPAIR_INTERVAL="1")
+
+
+def test_nodes_repair_in_the_background(self_healing: Cluster):
+    """Files written while the other nodes were down get their second copy by themselves once
+    the nodes are back, and the gauge says so."""
+    cluster, session = self_healing, self_healing.session()
+    for node in cluster.nodes[1:]:
+        node.kill()
+    for number in range(5):
+        response = session.put(cluster.url(0, f"b/{number}.bin"), data=content(number))
+        assert response.status_code == 201, response.text
+    assert blobs_on(cluster.nodes[0]) == 5
+    for node in cluster.nodes[1:]:
+        node.start()
+    deadline = time.monotonic() + 45
+    while sum(blobs_on(node) for node in cluster.nodes) < 10 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sum(blobs_on(node) for node in cluster.nodes) == 10
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        metrics = session.get(f"{cluster.nodes[0].base_url}/metrics").text
+        if "callfs_under_replicated_files 0.0" in metrics:
+            break
+        time.sleep(0.5)
+    assert "callfs_under_replicated_files 0.0" in metrics
+    assert "callfs_repair_copies_total 5.0" in metrics
