@@ -161,15 +161,21 @@ def _repair_file(found: _File, live: list[str], registered: set[str], verify: bo
     wanted = settings.CALLFS.replicas
     good = [node for node in found.copies if node in live]
     if verify:
-        missing = [node for node in good if not _holds(node, found)]
+        missing, silent = [], []
+        for node in good:
+            try:
+                if not _holds(node, found):
+                    missing.append(node)
+            except BackendUnavailable:  # heartbeating, but not answering now: neither way
+                silent.append(node)
         if missing:
             summary.missing += len(missing)
             _record_missing(found, missing)
-            good = [node for node in good if node not in missing]
+        good = [node for node in good if node not in missing and node not in silent]
+        live = [node for node in live if node not in silent]
     if not good:
-        if found.size or found.copies:
-            summary.lost.append(found.path)
-            logger.error("no reachable good copy of %s (nodes %s)", found.path, found.copies)
+        summary.lost.append(found.path)
+        logger.error("no reachable good copy of %s (nodes %s)", found.path, found.copies)
         return
     # The primary missing on its live node, or its node removed: a good replica takes over.
     if found.primary not in good and (found.primary in live or found.primary not in registered):

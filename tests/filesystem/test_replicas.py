@@ -105,3 +105,16 @@ def test_fsck_checks_the_copies_this_node_holds_for_others(replicated, auth_clie
     get_backend("localfs").delete(inode.blob_key)
     assert fsck.check(grace=0).missing == ["/theirs.txt"]
     Replica.objects.filter(inode=inode).update(state=CopyState.MISSING)
+
+
+def test_repair_leaves_the_copy_of_a_node_that_does_not_answer_alone(replicated, auth_client):
+    """A node heartbeating but not answering (a hung machine) is neither a good copy nor a
+    missing one: nothing is recorded against it, and the file is short of copies."""
+    register_node("hung", "http://127.0.0.1:9", heartbeat=True)  # the discard port: refused
+    upload(auth_client, "/hung.txt", b"two copies, one away")
+    inode = Inode.objects.get(path="/hung.txt")
+    Replica.objects.create(inode=inode, node_id="hung", blob_key=inode.blob_key,
+                           sha256=inode.sha256)
+    summary = repair.run()
+    assert (summary.missing, summary.lost, summary.copied) == (0, [], 0)
+    assert Replica.objects.get(inode=inode).state == CopyState.OK
