@@ -1,10 +1,12 @@
 """Consistency between metadata and stored bytes (`manage.py fsck`).
 
-Finds files whose bytes are missing or of the wrong size, blobs no file references (orphans, e.g.
-left by a crash between writing bytes and committing metadata, or by a peer that was down when a
-file was deleted) and upload temp files left by a crash; `repair` deletes orphans and temp files
-older than a grace period (empty blobs an hour longer: they may be unused upload slots). It never
-deletes metadata: a file with missing bytes is reported for an operator to decide.
+Finds copies on this node (of the files it is primary of, and its replicas of others) whose bytes
+are missing, of the wrong size or corrupt (their sha256, when asked), blobs no file references
+(orphans, e.g. left by a crash between writing bytes and committing metadata) and upload temp
+files left by a crash; `repair` replaces damaged copies from good ones on other nodes (with
+CALLFS_REPLICAS > 1) and deletes orphans and temp files older than a grace period (empty blobs
+an hour longer: they may be unused upload slots). It never deletes metadata: a file with no good
+copy left is reported for an operator to decide.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Report:
     checked_files: int = 0
     missing: list[str] = field(default_factory=list)  # paths whose bytes are gone
     wrong_size: list[str] = field(default_factory=list)
-    corrupt: list[str] = field(default_factory=list)  # copies whose sha256 differs (--checksums)
+    corrupt: list[str] = field(default_factory=list)  # copies whose sha256 differs
     orphans: list[tuple[str, str]] = field(default_factory=list)  # (backend, key)
     stale_temp_files: list[str] = field(default_factory=list)
     repaired: int = 0

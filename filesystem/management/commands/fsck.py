@@ -1,4 +1,4 @@
-"""manage.py fsck [--repair] [--checksums] [--grace SECONDS]"""
+"""manage.py fsck [--repair] [--quick] [--grace SECONDS]"""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -8,20 +8,20 @@ from filesystem import fsck
 
 class Command(BaseCommand):
     help = ("Compare this node's metadata with the bytes its backends hold and report missing "
-            "or wrong-sized files (--checksums: and corrupt ones), orphan blobs and stale upload "
-            "temp files; --repair replaces damaged copies from good ones on other nodes "
+            "wrong-sized or corrupt (sha256; not with --quick) files, orphan blobs and stale "
+            "upload temp files; --repair replaces damaged copies from good ones on other nodes "
             "(CALLFS_REPLICAS > 1) and deletes orphans and temp files older than the grace "
             "period (metadata is never deleted).")
 
     def add_arguments(self, parser):
         parser.add_argument("--repair", action="store_true")
-        parser.add_argument("--checksums", action="store_true",
-                            help="also read every copy on this node and check its sha256")
+        parser.add_argument("--quick", action="store_true",
+                            help="check sizes only, without reading every copy for its sha256")
         parser.add_argument("--grace", type=float, default=fsck.GRACE_SECONDS,
                             help="ignore blobs younger than this many seconds (default 900)")
 
-    def handle(self, *args, repair, grace, checksums, **options):
-        report = fsck.check(repair=repair, grace=grace, checksums=checksums,
+    def handle(self, *args, repair, grace, quick, **options):
+        report = fsck.check(repair=repair, grace=grace, checksums=not quick,
                             progress=self.stdout.write)
         for path in report.missing:
             self.stdout.write(f"missing bytes: {path}")
