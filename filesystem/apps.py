@@ -7,4 +7,7 @@ class FilesystemConfig(AppConfig):
 
     def ready(self) -> None:
         import callfs_site.schema  # noqa: F401  (registers the OpenAPI Bearer scheme)
-        from filesystem import signals  # noqa: F401 - connects the receivers
+        from filesystem import rows, signals  # noqa: F401 - signals connects the receivers
+        from filesystem.models import InodeQuerySet
+
+        InodeQuerySet.fast_rows = rows  # the fast path of inode rows (callfs_site.fastpaths)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NamedTuple
+from types import ModuleType
+from typing import ClassVar, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -39,6 +40,10 @@ class PathKey(Func):
 
 
 class InodeQuerySet(models.QuerySet):
+    # The hand-written SQL of `filesystem.rows` (which builds on this module): installed when
+    # the app is ready (FilesystemConfig.ready), used while `fastpaths.enabled()`.
+    fast_rows: ClassVar[ModuleType | None] = None
+
     def at(self, path: str) -> InodeQuerySet:
         """The inode at a canonical path (one indexed lookup)."""
         return self.filter(path_hash=paths.path_key(path))
@@ -58,10 +63,9 @@ class InodeQuerySet(models.QuerySet):
         (`filesystem.rows`) writes the SQL out and caches rows on SQLite."""
         if not path_list:
             return []
-        if fastpaths.enabled():
-            from filesystem import rows  # it builds on this module
-
-            return rows.select_at(connections[self.db], path_list, for_update=for_update)
+        if self.fast_rows and fastpaths.enabled():
+            return self.fast_rows.select_at(connections[self.db], path_list,
+                                            for_update=for_update)
         query = self.filter(path_hash__in=[paths.path_key(path) for path in path_list])
         if for_update:
             query = query.select_for_update(of=("self",))
@@ -77,12 +81,10 @@ class InodeQuerySet(models.QuerySet):
         """INSERT a new inode (every upload and mkdir runs this; the fast path writes the SQL
         out, sending no signals: none are used)."""
         db = self._db or router.db_for_write(Inode)
-        if not fastpaths.enabled():
-            inode.save(force_insert=True, using=db)
-            return inode
-        from filesystem import rows
-
-        return rows.insert(connections[db], inode)
+        if self.fast_rows and fastpaths.enabled():
+            return self.fast_rows.insert(connections[db], inode)
+        inode.save(force_insert=True, using=db)
+        return inode
 
     def rebase(self, old_prefix: str, new_prefix: str) -> int:
         """Move these inodes, all below `old_prefix`, to below `new_prefix`: their paths and
@@ -95,12 +97,10 @@ class InodeQuerySet(models.QuerySet):
         """UPDATE these columns of one inode (every overwrite runs it; the fast path writes the
         SQL out)."""
         db = self._db or router.db_for_write(Inode)
-        if not fastpaths.enabled():
+        if self.fast_rows and fastpaths.enabled():
+            self.fast_rows.update(connections[db], inode, names)
+        else:
             inode.save(update_fields=names, using=db)
-            return
-        from filesystem import rows
-
-        rows.update(connections[db], inode, names)
 
 
 def _aware(value):
