@@ -25,6 +25,9 @@ class Node(models.Model):
     version = models.CharField(max_length=32, blank=True)
     registered_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
+    draining = models.BooleanField(
+        default=False, help_text="leaving the cluster (manage.py drain_node): its copies are "
+        "moved elsewhere and it receives no new ones")
 
     objects = NodeQuerySet.as_manager()
 

@@ -95,16 +95,17 @@ def request(node_id: str, method: str, path: str, *, headers: dict[str, str] | N
         return current.send(prepared, timeout=TIMEOUT, stream=stream, allow_redirects=False)
     except requests.RequestException as exc:
         series(PEER_FAILURES, node_id).inc()
-        _failed_at[node_id] = time.monotonic()
+        _failed_at[node_id] = time.time()
         raise PeerUnavailable(f"node {node_id!r} is unreachable: {exc.__class__.__name__}"
                               ) from exc
 
 
-def suspect(node_id: str) -> bool:
-    """Did a request to this node fail to connect or time out in the last SUSPECT_SECONDS? Its
-    heartbeat may not have gone stale yet: copies go elsewhere, reads try it last."""
+def suspect(node_id: str, heard_at: float = 0.0) -> bool:
+    """Did a request to this node fail to connect or time out in the last SUSPECT_SECONDS, and
+    has it not heartbeat since (`heard_at`, Unix time)? Its heartbeat may not have gone stale
+    yet: copies go elsewhere, reads try it last. A node back from a restart heartbeats at once."""
     failed = _failed_at.get(node_id)
-    return failed is not None and time.monotonic() - failed < SUSPECT_SECONDS
+    return failed is not None and failed > heard_at and time.time() - failed < SUSPECT_SECONDS
 
 
 def error_code(response: requests.Response) -> ErrorCode | None:

@@ -181,7 +181,8 @@ def _repair_file(found: _File, live: list[str], registered: set[str], verify: bo
     if found.primary not in good and (found.primary in live or found.primary not in registered):
         if _promote(found, good[0]):
             summary.promoted += 1
-    targets = [node for node in live if node not in good]
+    takers = set(live_nodes(for_new_copies=True))
+    targets = [node for node in live if node not in good and node in takers]
     random.shuffle(targets)
     targets.sort(key=lambda node: node not in found.replicas)  # where a copy was lost, first
     for target in targets[:max(wanted - len(good), 0)]:
@@ -300,11 +301,13 @@ def discard_pending() -> int:
 
 
 def drain(node_id: str, *, progress: Callable[[str], None] | None = None) -> Summary:
-    """Move every copy off `node_id` before it is removed: each file it holds gets its copies
-    on other live nodes first, then the node's copy is dropped (a primary hands its role to a
-    replica)."""
+    """Move every copy off `node_id` before it is removed: the node is marked draining (it
+    takes no new copies from then on), each file it holds gets its copies on other live nodes
+    first, then the node's copy is dropped (a primary hands its role to a replica)."""
     summary = Summary()
-    live = [node for node in live_nodes() if node != node_id]
+    if not Node.objects.filter(node_id=node_id).update(draining=True):
+        raise Node.DoesNotExist(f"no node {node_id!r}")
+    live = [node for node in live_nodes(for_new_copies=True) if node != node_id]
     holding = Inode.objects.filter(type=InodeType.FILE, backend="localfs").filter(
         Q(node_id=node_id) | Q(replicas__node_id=node_id)).distinct()
     for pk in holding.order_by("pk").values_list("pk", flat=True).iterator():

@@ -11,4 +11,4 @@ class NodeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Node
-        fields = ["id", "url", "state", "last_seen", "version"]
+        fields = ["id", "url", "state", "draining", "last_seen", "version"]

@@ -26,7 +26,8 @@ def _per_node(aggregate):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ("node_id", "state", "url", "last_heartbeat", "files", "bytes", "version")
+    list_display = ("node_id", "state", "draining", "url", "last_heartbeat", "files", "bytes",
+                    "version")
     search_fields = ("node_id", "url")
     readonly_fields = ("registered_at", "last_heartbeat", "version")
     # Django 5's default for a URL typed without a scheme, kept explicit (6.0 changes it).

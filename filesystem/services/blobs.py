@@ -243,17 +243,20 @@ def placement_for_overwrite(current: Inode) -> tuple[str, str]:
 
 
 _LIVE_CACHE_SECONDS = 2.0
-_live: tuple[float, list[str]] = (0.0, [])
+_live: tuple[float, list[tuple[str, bool, float]]] = (0.0, [])
 
 
-def live_nodes() -> list[str]:
+def live_nodes(*, for_new_copies: bool = False) -> list[str]:
     """The nodes heartbeating now (cached for a few seconds per process), less those that just
-    failed to answer (`peers.suspect`): copies go to them, and reads try them before others."""
+    failed to answer (`peers.suspect`): reads try them before others. `for_new_copies`: less
+    those being drained too, which take no new copies."""
     global _live
     now = time.monotonic()
     if now - _live[0] > _LIVE_CACHE_SECONDS:
-        _live = (now, list(Node.objects.up().values_list("node_id", flat=True)))
-    return [node for node in _live[1] if not peers.suspect(node)]
+        _live = (now, [(node, draining, heartbeat.timestamp()) for node, draining, heartbeat
+                       in Node.objects.up().values_list("node_id", "draining", "last_heartbeat")])
+    return [node for node, draining, heard_at in _live[1]
+            if not peers.suspect(node, heard_at) and not (for_new_copies and draining)]
 
 
 class TooFewNodes(ServiceUnavailable):
@@ -267,7 +270,7 @@ def _replica_targets(backend: str, primary: str, holding: Iterable[str] = ()) ->
     wanted = settings.CALLFS.replicas - 1
     if backend != "localfs" or wanted <= 0:
         return []
-    others = [node for node in live_nodes() if node != primary]
+    others = [node for node in live_nodes(for_new_copies=True) if node != primary]
     random.shuffle(others)
     preferred = set(holding)
     others.sort(key=lambda node: node not in preferred)

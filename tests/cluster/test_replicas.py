@@ -152,6 +152,7 @@ def files_in(cluster: Cluster) -> int:
 
 def test_copies_moves_and_backend_moves_keep_two_copies(replicated: Cluster):
     cluster, session = replicated, replicated.session()
+    time.sleep(2.5)  # nodes restarted just before: each node's view of the live ones is renewed
     data = content(7, version=3)
     assert session.put(cluster.url(0, "m/a.bin"), data=data).status_code == 201
     copied = session.put(cluster.url(1, "m/b.bin"),
@@ -231,6 +232,8 @@ def test_drain_node_then_remove_node(replicated: Cluster):
     files = files_in(cluster)
     summary = manage(cluster.nodes[0].env, "drain_node", leaving.node_id)
     assert ", 0 left" in summary, summary
+    nodes = session.get(f"{cluster.nodes[0].base_url}/v1/nodes/").json()
+    assert [node["draining"] for node in nodes if node["id"] == leaving.node_id] == [True]
     assert blobs_on(leaving) == 0
     assert sum(blobs_on(node) for node in cluster.nodes[:2]) == 2 * files
     leaving.stop()

@@ -4,15 +4,19 @@ tests/cluster/test_replicas.py)."""
 from __future__ import annotations
 
 import dataclasses
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
 
 from callfs_site.config import load_config
 from callfs_site.metrics import UNDER_REPLICATED
+from cluster.models import Node
 from cluster.services import register_node
 from filesystem import fsck, repair
 from filesystem.models import CopyState, Inode, PendingDiscard, Replica
+from filesystem.services import blobs
 from filesystem.storage import get_backend
 from tests.helpers import assert_error, body_of, stored_blobs, upload
 
@@ -118,3 +122,19 @@ def test_repair_leaves_the_copy_of_a_node_that_does_not_answer_alone(replicated,
     summary = repair.run()
     assert (summary.missing, summary.lost, summary.copied) == (0, [], 0)
     assert Replica.objects.get(inode=inode).state == CopyState.OK
+
+
+def test_a_draining_node_takes_no_new_copies(replicated, auth_client):
+    for node in ("taker", "leaver"):
+        register_node(node, f"http://127.0.0.1:9/{node}", heartbeat=True)
+    with pytest.raises(CommandError, match="no node"):
+        call_command("drain_node", "nobody")
+    call_command("drain_node", "leaver", stdout=StringIO())  # holds nothing: done at once
+    assert Node.objects.get(node_id="leaver").draining
+    assert auth_client.get("/v1/nodes/leaver").json()["draining"] is True
+    blobs._live = (0.0, [])
+    assert set(blobs.live_nodes()) >= {"taker", "leaver"}  # still read from
+    assert "leaver" not in blobs.live_nodes(for_new_copies=True)
+    call_command("drain_node", "leaver", "--cancel", stdout=StringIO())
+    blobs._live = (0.0, [])
+    assert "leaver" in blobs.live_nodes(for_new_copies=True)

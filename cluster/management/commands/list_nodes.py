@@ -17,4 +17,5 @@ class Command(BaseCommand):
         for node in nodes:
             seen = node.last_heartbeat.isoformat(timespec="seconds") if node.last_heartbeat \
                 else "never"
-            self.stdout.write(f"{node.node_id:20} {node.state:6} {seen:27} {node.url}")
+            state = f"{node.state}, draining" if node.draining else node.state
+            self.stdout.write(f"{node.node_id:20} {state:6} {seen:27} {node.url}")
