@@ -119,6 +119,10 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     worker.idle_timeout = _config.idle_timeout  # CALLFS_IDLE_TIMEOUT (callfs_site/workers.py)
+    if not _config.stock:  # its settings read once, not on every request (a fast path)
+        from callfs_site.workers import SettledConfig
+
+        worker.cfg = SettledConfig(worker.cfg)
     sys.setswitchinterval(_switch_interval)
     if _pin_workers:
         from callfs_site.cpus import pin_process

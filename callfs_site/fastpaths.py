@@ -16,6 +16,8 @@ The shortcuts, where they live, and what stock mode runs instead:
   objects (`callfs_site.views.CallFSView`) / DRF's `APIView.dispatch`.
 - Response headers put straight into Django's header store (`callfs_site.headers`) /
   `response[name] = value`.
+- A gunicorn worker's settings read once (`callfs_site.workers.SettledConfig`, installed by
+  gunicorn.conf.py) / gunicorn's `Config`, asked on every request.
 
 The gevent worker (`callfs_site.workers`) is not switched: it is the server model, not a
 shortcut, and its hooks into gunicorn are tested against gunicorn's own bytes

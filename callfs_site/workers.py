@@ -55,6 +55,25 @@ SINGLE_SEND_BYTES = 64 * 1024
 DIRECT_READ_BYTES = 64 * 1024
 
 
+class SettledConfig:
+    """gunicorn's `Config` with every setting read once, for a worker, whose settings no longer
+    change: gunicorn sets them in the master before it forks. `Config.__getattr__` looks each
+    one up through a Python call, and every request reads a few dozen (its parser most), which
+    was a measurable part of a small request (BENCHMARKS.md, twelfth session). Properties
+    (`is_ssl` kept too) and anything else come from the Config itself. Installed by
+    gunicorn.conf.py's post_fork, unless CALLFS_STOCK=1 (callfs_site.fastpaths)."""
+
+    def __init__(self, cfg):
+        # A name the Config class defines itself (worker_class: the class, not its name) is
+        # a property over the setting: asked of the Config, as before.
+        values = {name: setting.get() for name, setting in cfg.settings.items()
+                  if not hasattr(type(cfg), name)}
+        self.__dict__.update(values, is_ssl=cfg.is_ssl, _config=cfg)
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["_config"], name)
+
+
 class GeventWorker(ggevent.GeventWorker):
     """gunicorn's gevent worker with the idle timeout and the response changes above."""
 

@@ -693,3 +693,44 @@ def test_a_slow_download_that_keeps_moving_is_never_cut(start):
     head, _, body = bytes(received).partition(b"\r\n\r\n")
     assert time.monotonic() - started > 2  # it did outlast the timeout
     assert head.startswith(b"HTTP/1.1 200") and body == worker_app_file_bytes(size)
+
+
+def test_settled_config_answers_as_gunicorns_config():
+    """The fast path of gunicorn's settings (read once per worker) against gunicorn's Config:
+    every setting, its properties, and the request parser and response built through both."""
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    from callfs_site.workers import SettledConfig
+
+    config = Config()
+    config.set("keepalive", 7)
+    config.set("limit_request_fields", 50)
+    settled = SettledConfig(config)
+    for name in config.settings:
+        assert getattr(settled, name) == getattr(config, name), name
+    for name in ("is_ssl", "ssl_options", "sendfile", "reuse_port", "address", "uid",
+                 "worker_class_str"):
+        assert getattr(settled, name) == getattr(config, name), name
+    raw = (b"GET /v1/files/a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n"
+           b"Authorization: Bearer k\r\n\r\n")
+    answers = []
+    for cfg in (config, settled):
+        request = next(RequestParser(cfg, [raw], ("127.0.0.1", 1)))
+        sent = []
+
+        class Sink:
+            def sendall(self, data, sent=sent):
+                sent.append(bytes(data))
+
+        response, environ = wsgi.create(request, Sink(), ("127.0.0.1", 1), ("127.0.0.1", 80),
+                                        cfg)
+        response.start_response("200 OK", [("Content-Length", "2")])
+        response.write(b"ok")
+        response.close()
+        answers.append((request.method, request.path, request.headers,
+                        {k: v for k, v in environ.items()
+                         if isinstance(v, str | int | bool | tuple)},
+                        b"".join(sent).split(b"\r\nDate: ")[0]))
+    assert answers[0] == answers[1]
