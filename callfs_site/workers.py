@@ -25,6 +25,9 @@ These reach gunicorn through the one place it builds HTTP/1 responses for this w
 HTTP/1 parser reads sockets through (`parser.SocketUnreader`), all set in `init_process`:
 gunicorn has no hook for any of them. tests/test_worker.py compares the results with gunicorn's
 own.
+
+One more is a fast path, off in stock mode (callfs_site.fastpaths): `SettledConfig`, the
+worker's settings read once instead of on every request.
 """
 
 from __future__ import annotations
