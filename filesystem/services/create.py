@@ -284,8 +284,9 @@ def write_file(user: User, path: str, chunks: Iterable[bytes], *,
     if written is not None:
         return written
     existing, _ = authorise(user, path, putting)
-    # An overwrite keeps the file where it is (its backend, and its node: upstream relays the
-    # PUT to the owner); a new file goes to this node's default backend.
+    # An overwrite keeps the file's backend and, with one copy, its node (upstream relays the
+    # PUT to the owner; with replicas every copy is new anyway: see placement_for_overwrite);
+    # a new file goes to this node's default backend.
     placement = placement_for_overwrite(existing) if existing else placement_for()
     return _commit(user, path, store_blob(chunks, expected_sha256, placement), putting)
 
