@@ -80,7 +80,14 @@ class _File:
 
 def under_replicated() -> int:
     """Local-disk files with fewer good copies on live nodes than CALLFS_REPLICAS."""
-    return _short_of_copies(Inode.objects.all(), live_nodes()).count()
+    return _short_of_copies(Inode.objects.all(), _reachable()).count()
+
+
+def _reachable() -> list[str]:
+    """The live nodes, and this one: its own disk answers whether or not it has heartbeat
+    (a node that never served, a single node without a cluster)."""
+    live = live_nodes()
+    return live if this_node() in live else [*live, this_node()]
 
 
 def _short_of_copies(files, live: list[str]):
@@ -104,7 +111,7 @@ def run(*, verify: bool = True, all_files: bool = True, only: list[int] | None =
     the rows."""
     summary = Summary()
     summary.discarded = discard_pending()
-    live = live_nodes()
+    live = _reachable()
     registered = set(Node.objects.values_list("node_id", flat=True))
     # Rows of copies on removed nodes can never be read again.
     Replica.objects.exclude(node_id__in=registered).delete()
@@ -282,7 +289,7 @@ def discard_pending() -> int:
     """Delete the blobs that nodes were away for when their files went: this node's from its
     disk, live peers' through them. A blob some file has (again) on that node stays."""
     deleted = 0
-    live = set(live_nodes()) | {this_node()}
+    live = set(_reachable())
     for pending in PendingDiscard.objects.filter(node_id__in=live).order_by("pk")[:10_000]:
         in_use = Inode.objects.filter(node_id=pending.node_id, blob_key=pending.blob_key,
                                       backend="localfs").exists() or \

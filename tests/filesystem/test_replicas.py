@@ -138,3 +138,10 @@ def test_a_draining_node_takes_no_new_copies(replicated, auth_client):
     call_command("drain_node", "leaver", "--cancel", stdout=StringIO())
     blobs._live = (0.0, [])
     assert "leaver" in blobs.live_nodes(for_new_copies=True)
+
+
+def test_repair_on_a_single_node_that_never_heartbeat(auth_client):
+    """Without a cluster (one copy, no node registered) repair finds every file in place."""
+    upload(auth_client, "/alone.txt", b"here")
+    summary = repair.run()
+    assert (summary.checked, summary.lost, summary.under_replicated) == (1, [], 0)
