@@ -12,9 +12,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from gunicorn.config import Config
 from gunicorn.workers.ggevent import GeventWorker as StockGeventWorker
 
-from callfs_site.workers import GeventWorker
+from callfs_site.workers import GeventWorker, SettledConfig
 
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
@@ -33,7 +34,7 @@ def load_conf(monkeypatch, tmp_path):
 
 
 def spawn(conf: dict, server: SimpleNamespace) -> SimpleNamespace:
-    worker = SimpleNamespace()
+    worker = SimpleNamespace(cfg=Config())
     conf["pre_fork"](server, worker)
     server.WORKERS[len(server.WORKERS) + 1] = worker
     return worker
@@ -53,9 +54,19 @@ def test_connections_and_idle_timeout_come_from_the_environment(load_conf):
     conf = load_conf(CALLFS_MAX_CONNECTIONS="50", CALLFS_IDLE_TIMEOUT="7",
                      CALLFS_PIN_WORKERS="0")
     assert conf["worker_connections"] == 50
-    worker = SimpleNamespace()
+    worker = SimpleNamespace(cfg=Config())
     conf["post_fork"](SimpleNamespace(), worker)
     assert worker.idle_timeout == 7.0
+
+
+@pytest.mark.parametrize(("stock", "settled"), [("0", True), ("1", False)])
+def test_a_worker_reads_its_settings_once_unless_in_stock_mode(load_conf, stock, settled):
+    conf = load_conf(CALLFS_STOCK=stock, CALLFS_PIN_WORKERS="0")
+    config = Config()
+    worker = SimpleNamespace(cfg=config)
+    conf["post_fork"](SimpleNamespace(), worker)
+    assert isinstance(worker.cfg, SettledConfig) is settled
+    assert worker.cfg.keepalive == config.keepalive
 
 
 def test_workers_spread_over_the_cpus_and_respawns_fill_the_gap(load_conf):
