@@ -14,11 +14,11 @@ is refused by its unique constraint. Blobs that nodes were away for when their f
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,14 +28,14 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Count, F, Q
 
 from callfs_site.errors import CallFSError
+from callfs_site.files import flock_within
 from callfs_site.locks import distributed_lock
 from callfs_site.metrics import REPAIRED_BYTES, REPAIRED_COPIES, UNDER_REPLICATED
 from cluster.models import Node
 from filesystem.models import CopyState, Inode, InodeType, PendingDiscard, Replica
-from filesystem.services.blobs import live_nodes, replicate
+from filesystem.services.blobs import discard_from, live_nodes, node_store, replicate
 from filesystem.services.common import this_node
-from filesystem.storage import BackendUnavailable, get_backend
-from filesystem.storage.peer import PeerStorage
+from filesystem.storage import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,7 @@ def _looks_after(found: _File, live: list[str]) -> bool:
 
 def _holds(node: str, found: _File) -> bool:
     try:
-        store = get_backend("localfs") if node == this_node() else PeerStorage(node)
-        return store.size(found.blob_key) == found.size
+        return node_store(node).size(found.blob_key) == found.size
     except FileNotFoundError:
         return False
 
@@ -241,7 +240,7 @@ def _promote(found: _File, node: str) -> bool:
     logger.info("copy of %s on node %s is now its primary (was %s)", found.path, node, old)
     found.replicas.pop(node, None)
     found.primary = node
-    _discard(old, found.blob_key)
+    discard_from(old, found.blob_key)
     return True
 
 
@@ -260,7 +259,7 @@ def _record_copy(found: _File, node: str) -> bool:
             PendingDiscard.objects.filter(node_id=node, blob_key=found.blob_key).delete()
             return True
     # The file changed (or went) while its bytes were copied: this copy is stale.
-    _discard(node, found.blob_key)
+    discard_from(node, found.blob_key)
     return False
 
 
@@ -270,19 +269,8 @@ def _trim(found: _File, nodes: list[str]) -> int:
             return 0
         Replica.objects.filter(inode_id=found.pk, node_id__in=nodes).delete()
     for node in nodes:
-        _discard(node, found.blob_key)
+        discard_from(node, found.blob_key)
     return len(nodes)
-
-
-def _discard(node: str, key: str) -> None:
-    """Delete a blob no metadata references any more from a node, or leave it to the node."""
-    if node == this_node():
-        get_backend("localfs").delete(key)
-        return
-    try:
-        PeerStorage(node).delete(key)
-    except BackendUnavailable:
-        PendingDiscard.objects.get_or_create(node_id=node, blob_key=key)
 
 
 def discard_pending() -> int:
@@ -296,10 +284,7 @@ def discard_pending() -> int:
             Replica.objects.filter(node_id=pending.node_id, blob_key=pending.blob_key).exists()
         if not in_use:
             try:
-                if pending.node_id == this_node():
-                    get_backend("localfs").delete(pending.blob_key)
-                else:
-                    PeerStorage(pending.node_id).delete(pending.blob_key)
+                node_store(pending.node_id).delete(pending.blob_key)
             except BackendUnavailable:
                 continue
             deleted += 1
@@ -392,11 +377,6 @@ def _this_nodes_turn() -> Iterator[bool]:
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / "repair.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-        else:
-            yield True
+        yield flock_within(fd, time.monotonic(), 0, 0)  # one try: another worker's round runs
     finally:
         os.close(fd)  # releases the flock

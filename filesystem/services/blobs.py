@@ -48,10 +48,12 @@ __all__ = [
     "copy_blob",
     "copy_nodes",
     "delete_blob",
+    "discard_from",
     "discard_all_after_commit",
     "discard_copies_after_commit",
     "live_nodes",
     "missing_bytes",
+    "node_store",
     "open_copy",
     "placement_for",
     "placement_for_overwrite",
@@ -74,6 +76,17 @@ def _blob_store(backend: str, node_id: str = "") -> StorageBackend:
     if backend == "localfs" and node_id and node_id != this_node():
         return PeerStorage(node_id)
     return _backend(backend)
+
+
+def node_store(node_id: str) -> StorageBackend:
+    """A node's local disk: this node's own, or another's through its blob API."""
+    return _blob_store("localfs", node_id or this_node())
+
+
+def discard_from(node_id: str, key: str) -> None:
+    """Delete a local-disk blob no metadata references any more from a node now, or, if the
+    node cannot be reached, leave it for that node to delete when it is back."""
+    _discard_one(node_store(node_id), "localfs", key, node_id)
 
 
 def store_of(inode: Inode) -> StorageBackend:
@@ -346,7 +359,7 @@ class _ReplicaWrite:
         REPLICA_WRITE_FAILURES.inc()
         logger.warning("copy of blob %s to node %s failed: %s", self.key, self.node_id,
                        self.failure or (self.result and "its sha256 differs") or "no answer")
-        _discard_one(PeerStorage(self.node_id), "localfs", self.key, self.node_id)
+        discard_from(self.node_id, self.key)
         return False
 
     def abort(self) -> None:
@@ -354,7 +367,7 @@ class _ReplicaWrite:
         if self._thread.ident is not None:
             self._thread.join(peers.READ_TIMEOUT)
         if self.result is not None:  # stored before the upload failed: removed again
-            _discard_one(PeerStorage(self.node_id), "localfs", self.key, self.node_id)
+            discard_from(self.node_id, self.key)
 
 
 def _teed(chunks: Iterable[bytes], replicas: list[_ReplicaWrite]) -> Iterator[bytes]:

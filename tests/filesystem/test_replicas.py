@@ -7,6 +7,7 @@ import dataclasses
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
@@ -60,13 +61,20 @@ def test_strict_refuses_the_write_and_stores_nothing(replicated, auth_client, st
     assert stored_blobs(storage_root) == set()
 
 
+def replica_here(client, path: str, data: bytes, primary: str) -> Inode:
+    """A file whose primary copy is on `primary` and whose replica is on this node (its bytes
+    uploaded here, then its metadata pointed there)."""
+    upload(client, path, data)
+    inode = Inode.objects.get(path=path)
+    Inode.objects.filter(pk=inode.pk).update(node_id=primary)
+    Replica.objects.create(inode=inode, node_id=settings.CALLFS.node_id,
+                           blob_key=inode.blob_key, sha256=inode.sha256)
+    return inode
+
+
 def test_a_copy_here_serves_a_file_whose_primary_is_gone(replicated, auth_client):
     """Reads fall back to any good copy: here, a replica row on this node."""
-    upload(auth_client, "/kept.txt", b"still here")
-    inode = Inode.objects.get(path="/kept.txt")
-    Inode.objects.filter(pk=inode.pk).update(node_id="gone-node")
-    Replica.objects.create(inode=inode, node_id=replicated.CALLFS.node_id,
-                           blob_key=inode.blob_key, sha256=inode.sha256)
+    inode = replica_here(auth_client, "/kept.txt", b"still here", "gone-node")
     assert body_of(auth_client.get("/v1/files/kept.txt")) == b"still here"
     ranged = auth_client.get("/v1/files/kept.txt", HTTP_RANGE="bytes=6-9")
     assert (ranged.status_code, body_of(ranged)) == (206, b"here")
@@ -97,11 +105,7 @@ def test_pending_discards_delete_only_what_nothing_references(replicated, auth_c
 
 
 def test_fsck_checks_the_copies_this_node_holds_for_others(replicated, auth_client):
-    upload(auth_client, "/theirs.txt", b"a replica")
-    inode = Inode.objects.get(path="/theirs.txt")
-    Inode.objects.filter(pk=inode.pk).update(node_id="other-node")
-    Replica.objects.create(inode=inode, node_id=replicated.CALLFS.node_id,
-                           blob_key=inode.blob_key, sha256=inode.sha256)
+    inode = replica_here(auth_client, "/theirs.txt", b"a replica", "other-node")
     assert fsck.check(grace=0).clean
     get_backend("localfs")._path(inode.blob_key).write_bytes(b"a replicA")  # same size
     assert fsck.check(grace=0).clean  # sizes only
