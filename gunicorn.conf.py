@@ -57,6 +57,10 @@ keepalive = 5  # also the longest wait for a request head
 # ignores when each worker binds its own socket.
 reuse_port = not _config.bind.startswith(("unix:", "fd://")) and "LISTEN_FDS" not in os.environ
 limit_request_line = 8190  # the largest gunicorn allows: long (percent-encoded) paths fit
+# Request heads go through gunicorn's C parser (gunicorn_h1c, requirements.txt): ~15 us less per
+# small request than its Python parser, which gunicorn falls back to where it is not installed
+# (BENCHMARKS.md, thirteenth session).
+http_parser = "auto"
 control_socket_disable = True  # one shared ~/.gunicorn socket would clash between instances
 accesslog = None  # CallFS logs every request itself (callfs.request)
 errorlog = "-"

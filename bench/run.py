@@ -602,6 +602,14 @@ def add_worktree(ref: str, path: Path) -> str:
                           text=True, check=True).stdout.strip()
 
 
+def ref_environment(path: Path) -> dict[str, str]:
+    """The older CallFS runs on today's virtualenv: what gunicorn picks up by itself from a
+    package the older code did not ask for is switched off, so it runs as it ran then."""
+    if "gunicorn_h1c" in (path / "requirements.txt").read_text():
+        return {}
+    return {"GUNICORN_CMD_ARGS": "--http-parser=python"}  # gunicorn's C parser came later
+
+
 def remove_worktree(path: Path) -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
                    check=False, stderr=subprocess.DEVNULL)
@@ -795,7 +803,7 @@ def main() -> int:
         if args.compare_ref:
             ref_commit = add_worktree(args.compare_ref, worktree)
             servers.append(CallFS(work / "ref-node", args.workers, args.compare_threads, None,
-                                  name=REF, root=worktree))
+                                  extra_env=ref_environment(worktree), name=REF, root=worktree))
         main_servers = len(servers)
         servers.append(CallFS(work / "baseline", args.workers, args.threads, None,
                               name=BASELINE, app="bench.baseline_app:app"))

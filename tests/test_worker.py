@@ -26,8 +26,14 @@ from tests.helpers import run_in_threads
 from tests.servers import free_port
 from tests.worker_app import file_bytes as worker_app_file_bytes
 
+# Nothing here touches a database, storage or a fast path: make test runs it in one pass.
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = "callfs_site.workers.GeventWorker"
+# gunicorn reads request heads with its C parser (gunicorn_h1c, in requirements.txt) and falls
+# back to its Python parser where that is not installed: what depends on parsing runs on both.
+PARSERS = ["fast", "python"]
 IDLE_ONE_SECOND = "def post_fork(server, worker):\n    worker.idle_timeout = 1\n"
 
 
@@ -96,7 +102,7 @@ class Client:
 
 
 class Gunicorn:
-    def __init__(self, tmp_path: Path, *options: str, conf: str = ""):
+    def __init__(self, tmp_path: Path, *options: str, conf: str = "", http_parser: str = "fast"):
         self.port = free_port()
         self.tls = "--certfile" in options
         self.crashes_expected = False  # else a traceback in the log fails the test
@@ -106,7 +112,8 @@ class Gunicorn:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(empty_conf), "--no-control-socket",
              "-k", WORKER, "-w", "1",
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", *options,
+             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
+             "--http-parser", http_parser, *options,
              "tests.worker_app:app"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
         deadline = time.monotonic() + 20
@@ -141,11 +148,17 @@ class Gunicorn:
 
 
 @pytest.fixture
-def start(tmp_path):
+def http_parser() -> str:
+    """gunicorn's parser for request heads; tests about parsing parametrize it over PARSERS."""
+    return "fast"
+
+
+@pytest.fixture
+def start(tmp_path, http_parser):
     started: list[Gunicorn] = []
 
     def start(*options: str, conf: str = "") -> Gunicorn:
-        started.append(Gunicorn(tmp_path, *options, conf=conf))
+        started.append(Gunicorn(tmp_path, *options, conf=conf, http_parser=http_parser))
         return started[-1]
 
     yield start
@@ -190,6 +203,7 @@ def test_silent_connections_hold_up_no_other(start):
     assert all(not sock.closed_by_server(0.01) for sock in silent)
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_request_heads_arriving_slowly_hold_up_no_other(start):
     """Slowloris: clients sending their request head a few bytes at a time wait for the rest
     of it; meanwhile the worker serves everyone else."""
@@ -212,6 +226,7 @@ def test_request_heads_arriving_slowly_hold_up_no_other(start):
         assert sock.request("/again").startswith(b"ok /again ")  # and it stays usable
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_a_partial_next_request_read_ahead_holds_up_no_other(start):
     """A complete request followed by the start of the next one, in one packet: the first is
     answered, and the rest waits for its end without holding up anyone."""
@@ -237,15 +252,20 @@ OVERSIZED_HEADS = {
 }
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 @pytest.mark.parametrize("arrival", ["at once", "in pieces"])
 @pytest.mark.parametrize("kind", OVERSIZED_HEADS)
-def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start, kind, arrival):
+def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start, kind, arrival,
+                                                                   http_parser):
     """Whether the head arrives in one piece or in several, it is refused without waiting for
-    bytes never sent."""
+    bytes never sent. The C parser measures a request line once it ends (an unfinished one
+    waits for gunicorn's keep-alive deadline: the next test)."""
     server = start(*(("--limit-request-fields", "2", "--limit-request-field_size", "100")
                      if kind == "headers" else ()))
     sock = server.connect()
     head = OVERSIZED_HEADS[kind]
+    if kind == "request line" and http_parser == "fast":
+        head += b" HTTP/1.1\r\nHost: t"  # the line ended, the head did not
     step = len(head) if arrival == "at once" else 92
     for offset in range(0, len(head), step):
         sock.sock.sendall(head[offset:offset + step])
@@ -262,6 +282,7 @@ def test_a_request_head_past_gunicorns_limits_is_refused_at_once(start, kind, ar
     b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",  # a space in a field name
     b"GET / HTTP/9.9\r\nHost: t\r\n\r\n",
 ])
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_a_malformed_request_is_refused_in_the_apis_error_shape(start, head):
     """gunicorn refuses these before the application runs; the answer is still the API's
     `{"code", "message"}`, not gunicorn's HTML page, and the connection is closed."""
@@ -291,6 +312,7 @@ def test_an_application_crash_is_a_500_in_the_apis_error_shape_without_internals
     assert "secret-internal-detail" in server.log()
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_a_request_head_that_never_completes_is_closed(start):
     """gunicorn's keep-alive time bounds the whole wait for a head, not each byte of it."""
     server = start("--keep-alive", "1")
@@ -301,6 +323,7 @@ def test_a_request_head_that_never_completes_is_closed(start):
     assert sock.closed_by_server(3)
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_pipelined_requests_are_all_answered(start):
     server = start()
     sock = server.connect()
@@ -319,6 +342,7 @@ def tls_options(tmp_path) -> tuple[str, ...]:
     return "--certfile", str(cert), "--keyfile", str(key)
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_pipelined_requests_over_tls(start, tls_options):
     """TLS decrypts ahead: a request that arrived in the same TLS record as the one before it
     sits in the TLS buffer, where the socket's readiness cannot show it. It is served at once."""
@@ -377,6 +401,7 @@ def test_unread_body_is_drained_before_the_next_request(start):
     assert sock.request("/echo", b"y" * 10) == b"10"
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_a_body_read_in_with_its_head_reaches_the_app_whole_and_in_order(start):
     """Body bytes that arrive with the head are given to the app before the rest from the
     socket, and a pipelined request after them."""
@@ -433,6 +458,7 @@ def test_a_direct_read_takes_exactly_what_it_asks_for():
         assert unreader.read(size) == b""
 
 
+@pytest.mark.parametrize("http_parser", PARSERS)
 def test_request_parsers_read_through_the_direct_reader(start):
     server = start()
     sock = server.connect()
