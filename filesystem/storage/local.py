@@ -210,8 +210,9 @@ class LocalStorage(StorageBackend):
         self._make_directory(directory)
         made = time.monotonic()
         keys = [prefix + secrets.token_hex(15) for _ in range(SLOT_BATCH)]  # as long as a uuid4
-        for key in keys:
-            os.close(os.open(f"{directory}/{key}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # Off the event loop: a batch of creations takes milliseconds on a slow disk, and every
+        # other connection of a gevent worker would wait for them.
+        offload.run(_create_empty_files, directory, keys)
         fsync_directory(directory)
         return [(key, made) for key in keys]
 
@@ -355,6 +356,11 @@ def _read_back(fd: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
     while chunk := os.pread(fd, chunk_size, offset):
         yield chunk
         offset += len(chunk)
+
+
+def _create_empty_files(directory: Path, names: list[str]) -> None:
+    for name in names:
+        os.close(os.open(f"{directory}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _pread(name: str, start: int, length: int) -> bytes:
