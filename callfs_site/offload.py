@@ -32,13 +32,17 @@ _pool_pid = 0
 _pool_lock = threading.Lock()
 
 
+_patched = False  # once gevent has patched threading, it stays patched
+
+
 def on_event_loop() -> bool:
     """Is this process a gevent worker (threading monkey-patched into greenlets)?"""
-    try:
+    global _patched
+    if not _patched:
         from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a requirement
-        return False
-    return monkey.is_module_patched("threading")
+
+        _patched = monkey.is_module_patched("threading")
+    return _patched
 
 
 def pool() -> concurrent.futures.Executor:
