@@ -30,8 +30,6 @@ POOL_THREADS = 8
 _pool: concurrent.futures.Executor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
-
-
 _patched = False  # once gevent has patched threading, it stays patched
 
 
