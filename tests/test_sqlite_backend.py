@@ -258,6 +258,8 @@ def event_loop_pool(monkeypatch):
     monkeypatch.setattr(sqlite_backend.DatabaseWrapper, "pool", pool)
     monkeypatch.setattr(sqlite_backend, "WAIT_SECONDS", 0.2)
     monkeypatch.setattr(sqlite_backend.offload, "on_event_loop", lambda: True)
+    # The offload pool made meanwhile is gevent's: later tests get theirs back.
+    monkeypatch.setattr(sqlite_backend.offload, "_pool", None)
     return pool
 
 
