@@ -167,6 +167,70 @@ def test_a_failed_wal_flush_stops_the_process_instead_of_answering(open_connecti
     assert stopped == [True]
 
 
+def test_commits_during_a_flush_share_the_next_one(open_connection, monkeypatch):
+    """Group commit: three commits that land while a flush is under way wait for it, then one
+    flush covers all three; each returns only after a flush that began after it committed."""
+    connections = [open_connection() for _ in range(4)]
+    for connection in connections:
+        count(connection)
+    committed: dict[int, float] = {}  # thread -> when its commit returned
+    flushes: list[tuple[float, float]] = []  # (began, finished)
+    first_began = threading.Event()
+    django_commit = sqlite_backend.base.DatabaseWrapper._commit
+
+    def commit_and_note(self):
+        django_commit(self)
+        committed[threading.get_ident()] = time.monotonic()
+
+    def slow_fsync(path, flags=0):
+        began = time.monotonic()
+        if not flushes and not first_began.is_set():
+            first_began.set()
+            deadline = time.monotonic() + 10
+            while len(committed) < 4 and time.monotonic() < deadline:  # the others commit
+                time.sleep(0.01)
+        flushes.append((began, time.monotonic()))
+
+    monkeypatch.setattr(sqlite_backend.base.DatabaseWrapper, "_commit", commit_and_note)
+    monkeypatch.setattr(sqlite_backend, "fsync_path", slow_fsync)
+    returned: dict[int, float] = {}
+
+    def writer(connection, name: str, after: threading.Event | None) -> None:
+        if after is not None:
+            assert after.wait(10)
+        connection.inc_thread_sharing()
+        write(connection, name)
+        returned[threading.get_ident()] = time.monotonic()
+
+    run_in_threads(partial(writer, connections[0], "first", None),
+                   *(partial(writer, connection, f"later{n}", first_began)
+                     for n, connection in enumerate(connections[1:])))
+    assert len(flushes) == 2  # four commits, two fsyncs
+    for thread, done in committed.items():
+        assert any(done <= began and finished <= returned[thread]
+                   for began, finished in flushes), (thread, committed, flushes, returned)
+
+
+def test_after_a_failed_flush_no_later_flush_answers_for_a_commit(open_connection, monkeypatch):
+    """A retried fsync can succeed after the kernel dropped the pages that failed: once one has
+    failed, every commit that relies on the WAL being flushed fails too."""
+    connection = open_connection()
+    count(connection)
+    stopped = []
+    calls = []
+
+    def fail_once(path, flags=0):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sqlite_backend, "fsync_path", fail_once)
+    monkeypatch.setattr(sqlite_backend, "_stop_process", lambda: stopped.append(True))
+    write(connection, "on a failing disk")
+    write(connection, "after it")
+    assert stopped == [True, True] and len(calls) == 1  # never tried again
+
+
 NEVER = float("-inf")  # as _last_checkpoint starts: 0.0 is recent on a machine just booted
 
 

@@ -13,11 +13,14 @@ Django's SQLite backend, changed where concurrent small uploads measured it (BEN
 * **The commit is flushed after the lock is released.** `synchronous=FULL` would fsync the WAL
   inside the write lock, one commit at a time: that flush capped the rate of uploads. The
   connection runs with `synchronous=NORMAL` (appends to the WAL without flushing) and every
-  committed write transaction then fsyncs the WAL itself before returning, outside the lock, so
-  commits that land meanwhile share one flush. A commit is thus durable before its caller
-  answers, as with FULL; the difference is that other connections may read it during that
-  flush. Checkpoints are unaffected: SQLite syncs the WAL before copying it and the database
-  after.
+  committed write transaction then has the WAL fsynced before returning, outside the lock. A
+  commit is thus durable before its caller answers, as with FULL; the difference is that other
+  connections may read it during that flush. Checkpoints are unaffected: SQLite syncs the WAL
+  before copying it and the database after.
+* **Commits share flushes (group commit).** A commit that finds its process flushing the WAL
+  waits for that fsync and the next one begun after it covers every commit that waited
+  (`WalFlushes`): under the gevent worker most small uploads' commits need no fsync of their
+  own, and no trip to the offload pool for it.
 * **Writes outside a transaction are flushed too.** A statement that changed rows in autocommit
   mode (no `transaction.atomic()`: an admin's revocation, say) fsyncs the WAL before it returns,
   like a commit.
@@ -66,6 +69,51 @@ _last_checkpoint = float("-inf")
 # Statements longer than this (a bulk IN list, say) are converted every time, not kept.
 _CACHED_QUERY_CHARS = 4096
 POOL_SIZE = 10  # open connections per process; a request holds one only while it queries
+
+
+class WalFlushes:
+    """The WAL flushes of one process, shared by its commits: a commit is durable once an fsync
+    of the WAL that began after the commit returned has finished. A committer that finds a
+    flush under way waits for it, then finds its commit covered (a flush begun after it has
+    finished) or starts the next one, for itself and everyone who committed meanwhile. Measured
+    under the gevent worker: 69% of small uploads' commits needed no fsync of their own
+    (BENCHMARKS.md, thirteenth session). After a failed fsync every later flush of that WAL
+    fails too: a retry may succeed once the kernel has dropped the unwritten pages
+    (`DatabaseWrapper._flush_wal`). Forgotten in a forked child, as the pool is."""
+
+    class _Wal:
+        __slots__ = ("lock", "begun", "done", "failed")
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # made at first use: gevent patches threading later
+            self.begun = self.done = 0  # flushes begun; the number of the last one finished
+            self.failed: OSError | None = None
+
+    def __init__(self) -> None:
+        self._wals: dict[str, WalFlushes._Wal] = {}
+        os.register_at_fork(after_in_child=self._wals.clear)
+
+    def flush(self, path: str) -> None:
+        wal = self._wals.get(path) or self._wals.setdefault(path, self._Wal())
+        arrived = wal.begun  # read after the commit: every flush begun later covers it
+        with wal.lock:
+            if wal.failed is not None:
+                raise OSError(wal.failed.errno, f"an earlier flush failed: {wal.failed}")
+            if wal.done > arrived:
+                return
+            wal.begun += 1
+            number = wal.begun
+            try:
+                fsync_path(path)
+            except FileNotFoundError:
+                raise  # no WAL (not in WAL mode): nothing failed
+            except OSError as exc:
+                wal.failed = exc
+                raise
+            wal.done = number
+
+
+WAL_FLUSHES = WalFlushes()
 
 
 class ConnectionPool:
@@ -342,7 +390,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.is_in_memory_db():
             return
         try:
-            fsync_path(f"{self.settings_dict['NAME']}-wal")
+            WAL_FLUSHES.flush(f"{self.settings_dict['NAME']}-wal")
         except FileNotFoundError:
             pass  # not in WAL mode: SQLite synced the commit itself
         except OSError as exc:
