@@ -7,9 +7,9 @@ proven to give the answers of the code it replaces.
 
 The shortcuts, where they live, and what stock mode runs instead:
 
-- SQLite: queued writers, commits flushed after the write lock, a connection pool, checkpoints
-  outside the lock (`callfs_site.sqlite`) / Django's `django.db.backends.sqlite3` in WAL mode
-  with `synchronous=FULL`.
+- SQLite: queued writers, commits flushed after the write lock and sharing their flushes, a
+  connection pool, checkpoints outside the lock (`callfs_site.sqlite`) / Django's
+  `django.db.backends.sqlite3` in WAL mode with `synchronous=FULL`.
 - Path lookups in one hand-written query and the per-process row cache, inode INSERT and
   UPDATE written out (`filesystem.rows`) / one ORM query, no cache, `Model.save()`.
 - Lean dispatch of the byte-moving methods: no request wrapper, negotiation or permission
